@@ -1,0 +1,17 @@
+"""hermes-cron: a cron daemon that fires on time, never stalls behind a slow job, heals itself
+when it hangs, and never loses a job, a run record or an edit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # `from hermes_cron import tick` works without making every command import the daemon code.
+    if name == "tick":
+        from .api import tick
+
+        return tick
+    raise AttributeError(name)

@@ -1,0 +1,450 @@
+"""The `hermes-cron` command: a thin click layer over the library.
+
+Modules are imported inside the commands, so each command loads only what it uses
+(`status` must start fast; see scripts/bench.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from .errors import HermesCronError, InvalidInput
+
+
+class Context:
+    def __init__(self, home: str | None):
+        self._home_opt = home
+
+    @property
+    def home(self):  # -> paths.Home
+        from .paths import Home, resolve_home
+
+        return Home(resolve_home(self._home_opt))
+
+
+def _home_option(f):
+    def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            ctx.ensure_object(dict)["home"] = value
+        return value
+
+    return click.option("--home", metavar="PATH", expose_value=False, callback=remember, is_eager=True,
+                        help="HERMES_HOME to use (default: $HERMES_HOME, else ~/.hermes).")(f)
+
+
+def _ctx() -> Context:
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    home = (ctx.obj or {}).get("home") or (root.obj or {}).get("home")
+    return Context(home)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@_home_option
+@click.version_option(package_name="hermes-cron", prog_name="hermes-cron")
+def cli() -> None:
+    """hermes-cron: a cron daemon that fires on time and never loses a run."""
+    _drop_to_home_owner()
+
+
+def _drop_to_home_owner() -> None:
+    """Run as root on another user's home: become that user, as `crontab -u` would, so no file
+    of theirs ends up owned by root (and unreadable to their daemon)."""
+    if os.geteuid() != 0:
+        return
+    from .paths import resolve_home
+
+    home = resolve_home(_ctx()._home_opt)
+    try:
+        st = os.stat(os.path.join(home, "cron"))
+    except OSError:
+        return
+    if st.st_uid == 0:
+        return
+    import pwd
+
+    try:
+        user = pwd.getpwuid(st.st_uid)
+        os.initgroups(user.pw_name, st.st_gid)
+    except (KeyError, OSError):
+        os.setgroups([])
+    os.setresgid(st.st_gid, st.st_gid, st.st_gid)
+    os.setresuid(st.st_uid, st.st_uid, st.st_uid)
+
+
+# ---------------------------------------------------------------------------------------
+# job definitions
+
+
+def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--env {pair!r} is not KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def _parse_size(text: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", text.lower())
+    if not m:
+        raise InvalidInput(f"output cap {text!r} is not a size (e.g. 1048576, 512K, 1M)")
+    scale = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[(m.group(2) or "")[:1]]
+    return int(m.group(1)) * scale
+
+
+def _job_options(f, for_edit: bool = False):
+    options = [
+        click.option("--schedule", "-s", metavar="EXPR", required=not for_edit,
+                     help="Cron expression, @macro, 'every 5m', 'at 2026-12-01T09:00' or @reboot."),
+        click.option("--tz", metavar="ZONE", help="IANA time zone (default: this machine's)."),
+        click.option("--timeout", metavar="DURATION", help="Stop the run after this long (e.g. 10m)."),
+        click.option("--overlap", type=click.Choice(["skip", "allow", "replace"]),
+                     help="When due while still running: skip (default), allow, replace."),
+        click.option("--misfire-grace", metavar="DURATION",
+                     help="Run a missed slot if no older than this (default 10m)."),
+        click.option("--kill-grace", metavar="DURATION", help="Between SIGTERM and SIGKILL (default 10s)."),
+        click.option("--cwd", metavar="DIR", help="Working directory (default: $HOME)."),
+        click.option("--env", "env", multiple=True, metavar="K=V", help="Extra environment variable."),
+        click.option("--output-cap", metavar="SIZE", help="Keep at most this much output per run (default 1M)."),
+        click.option("--keep-runs", type=int, metavar="N", help="Runs kept in history (default 50)."),
+        click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
+    ]
+    if for_edit:
+        options += [
+            click.option("--no-timeout", is_flag=True, help="Remove the timeout."),
+            click.option("--no-cwd", is_flag=True, help="Use the default working directory."),
+            click.option("--unset-env", multiple=True, metavar="K", help="Remove an environment variable."),
+            click.option("--no-shell", is_flag=True, help="COMMAND is an argv list."),
+        ]
+    else:
+        options.append(click.option("--paused", is_flag=True, help="Add the job paused."))
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _edit_options(f):
+    return _job_options(f, for_edit=True)
+
+
+def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
+    from .durations import parse_duration
+
+    out: dict[str, Any] = {}
+    if opts.get("schedule") is not None:
+        out["schedule"] = opts["schedule"]
+    if opts.get("tz") is not None:
+        out["tz"] = opts["tz"]
+    if opts.get("timeout") is not None:
+        out["timeout"] = parse_duration(opts["timeout"], "timeout")
+    if opts.get("overlap") is not None:
+        out["overlap"] = opts["overlap"]
+    if opts.get("misfire_grace") is not None:
+        out["misfire_grace"] = parse_duration(opts["misfire_grace"], "misfire grace")
+    if opts.get("kill_grace") is not None:
+        out["kill_grace"] = parse_duration(opts["kill_grace"], "kill grace")
+    if opts.get("cwd") is not None:
+        out["cwd"] = os.path.abspath(os.path.expanduser(opts["cwd"]))
+    if opts.get("output_cap") is not None:
+        out["output_cap"] = _parse_size(opts["output_cap"])
+    if opts.get("keep_runs") is not None:
+        out["keep_runs"] = opts["keep_runs"]
+    return out
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("name")
+@_job_options
+@click.argument("command", nargs=-1, required=True)
+@_home_option
+def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
+    """Add a job: hermes-cron add NAME --schedule EXPR [options] -- COMMAND [ARG]..."""
+    from .jobs import Job
+    from .service import add_job
+    from .zones import local_zone_name
+
+    fields = _common_fields(opts)
+    fields.setdefault("tz", local_zone_name())
+    shell = bool(opts.get("shell"))
+    if shell:
+        command = (" ".join(command),)
+    job = Job(name=name, command=tuple(command), shell=shell, enabled=not opts.get("paused"),
+              env=tuple(sorted(_parse_env(opts["env"]).items())), **fields)
+    job = add_job(_ctx().home, job)
+    click.echo(f"added {job.name}: {job.schedule} ({job.tz}), next run {_next_text(job)}")
+
+
+@cli.command()
+@click.argument("name")
+@_edit_options
+@click.argument("command", nargs=-1)
+@_home_option
+def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
+    """Change a job: only the options given change; -- COMMAND replaces the command."""
+    from .service import edit_job
+
+    changes = _common_fields(opts)
+    if opts.get("no_timeout"):
+        changes["timeout"] = None
+    if opts.get("no_cwd"):
+        changes["cwd"] = None
+    if opts["env"]:
+        changes["env_set"] = _parse_env(opts["env"])
+    if opts["unset_env"]:
+        changes["env_unset"] = list(opts["unset_env"])
+    if opts.get("shell"):
+        changes["shell"] = True
+    if opts.get("no_shell"):
+        changes["shell"] = False
+    if command:
+        shell = changes.get("shell")
+        changes["command"] = (" ".join(command),) if shell else tuple(command)
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one option or a new command")
+    if "shell" in changes and "command" not in changes:
+        raise InvalidInput("--shell/--no-shell needs the command too (after --)")
+    job = edit_job(_ctx().home, name, changes)
+    click.echo(f"edited {job.name}: {job.schedule} ({job.tz}), next run {_next_text(job)}")
+
+
+@cli.command()
+@click.argument("name")
+@_home_option
+def remove(name: str) -> None:
+    """Remove a job. Its history stays; runs in flight finish and are recorded."""
+    from .service import remove_job
+
+    remove_job(_ctx().home, name)
+    click.echo(f"removed {name}")
+
+
+@cli.command()
+@click.argument("name")
+@_home_option
+def pause(name: str) -> None:
+    """Pause a job: it stays defined but doesn't run."""
+    from .service import set_enabled
+
+    set_enabled(_ctx().home, name, False)
+    click.echo(f"paused {name}")
+
+
+@cli.command()
+@click.argument("name")
+@_home_option
+def resume(name: str) -> None:
+    """Resume a paused job from its next slot (paused time is not caught up)."""
+    from .service import set_enabled
+
+    job = set_enabled(_ctx().home, name, True)
+    click.echo(f"resumed {name}, next run {_next_text(job)}")
+
+
+def _next_text(job) -> str:
+    import time
+
+    from .schedule import RebootSchedule
+    from .ticker import initial_next_run
+    from .zones import format_instant, load_zone
+
+    if not job.enabled:
+        return "none (paused)"
+    if isinstance(job.compiled, RebootSchedule):
+        return "at the next boot"
+    nxt = initial_next_run(job, time.time())
+    return format_instant(nxt, load_zone(job.tz)) if nxt is not None else "none"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option
+def list_(as_json: bool) -> None:
+    """List the jobs with their next run and last status."""
+    from .service import job_views
+    from .zones import format_instant, load_zone
+
+    views = job_views(_ctx().home)
+    if as_json:
+        _emit_json([v.to_dict() for v in views])
+        return
+    if not views:
+        click.echo("no jobs (add one with: hermes-cron add NAME --schedule EXPR -- COMMAND)")
+        return
+    click.echo(f"{'NAME':<18} {'SCHEDULE':<17} {'NEXT RUN':<25} {'LAST':<10} STATE")
+    for v in views:
+        nxt = format_instant(v.next_run, load_zone(v.job.tz))[:22] if v.next_run else "-"
+        last = v.last_status or "-"
+        state = v.state_text + (f" ({v.running} running)" if v.running else "")
+        click.echo(f"{_clip(v.job.name, 18):<18} {_clip(v.job.schedule, 17):<17} {nxt:<25} "
+                   f"{_clip(last, 10):<10} {state}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option
+def show(name: str, as_json: bool) -> None:
+    """Show one job in full."""
+    from .durations import format_duration
+    from .schedule import upcoming
+    from .service import job_views
+    from .zones import format_instant, load_zone
+
+    view = job_views(_ctx().home, [name])[0]
+    job = view.job
+    if as_json:
+        _emit_json(view.to_dict())
+        return
+    zone = load_zone(job.tz)
+    nexts = [view.next_run] + upcoming(job.compiled, view.next_run, 2) if view.next_run else []
+    rows = [
+        ("name", job.name),
+        ("command", job.command_text() + ("   (shell)" if job.shell else "")),
+        ("schedule", f"{job.schedule}   ({job.tz})"),
+        ("state", view.state_text + (f", {view.running} running" if view.running else "")),
+        ("next runs", ", ".join(format_instant(t, zone) for t in nexts) or "-"),
+        ("last status", view.last_status or "-"),
+        ("timeout", format_duration(job.timeout) if job.timeout else "none"),
+        ("overlap", job.overlap),
+        ("misfire grace", format_duration(job.misfire_grace)),
+        ("kill grace", format_duration(job.kill_grace)),
+        ("cwd", job.cwd or "$HOME"),
+        ("env", " ".join(f"{k}={v}" for k, v in job.env) or "-"),
+        ("output cap", f"{job.output_cap} bytes"),
+        ("keep runs", str(job.keep_runs)),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':<15}{value}")
+
+
+@cli.command(name="next")
+@click.argument("expr")
+@click.option("--tz", metavar="ZONE", help="IANA time zone (default: this machine's).")
+@click.option("--count", "-n", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--from", "start", metavar="TIME", help="Start from this ISO time instead of now.")
+@click.option("--name", "hash_key", default="", metavar="JOB", help="Job name that spreads H fields.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: str, as_json: bool) -> None:
+    """Preview the next fire times of a schedule, with their UTC offsets."""
+    import time
+
+    from .schedule import RebootSchedule, check_fires, parse_at, parse_schedule, upcoming
+    from .zones import format_instant, load_zone, local_zone_name, utc_iso
+
+    tz = tz or local_zone_name()
+    zone = load_zone(tz)
+    t0 = parse_at(start, zone) if start else time.time()
+    sched = parse_schedule(expr, tz, hash_key=hash_key, anchor=float(int(t0)))
+    if isinstance(sched, RebootSchedule):
+        raise InvalidInput("@reboot runs once per boot; it has no fire times to preview")
+    check_fires(sched, t0)
+    times = upcoming(sched, t0, count)
+    if as_json:
+        _emit_json({"expression": expr, "tz": tz, "times": [
+            {"local": format_instant(t, zone), "utc": utc_iso(t)} for t in times]})
+        return
+    for t in times:
+        click.echo(f"{format_instant(t, zone)}   ({utc_iso(t)})")
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
+@_home_option
+def export(output: str | None) -> None:
+    """Print the jobs and where each stands, as JSON (a readable copy of the stores)."""
+    from . import __version__
+    from .service import job_views
+
+    doc = {"hermes_cron": __version__, "home": _ctx().home.root,
+           "jobs": [v.to_dict() for v in job_views(_ctx().home)]}
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if output:
+        from .fsutil import atomic_write
+
+        atomic_write(output, text.encode())
+    else:
+        click.echo(text, nl=False)
+
+
+# ---------------------------------------------------------------------------------------
+# the daemon
+
+
+@cli.command()
+@click.option("--tick-interval", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between ticks; ticks fall on multiples of it.")
+@click.option("--heartbeat-every", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Write the heartbeat every N ticks.")
+@click.option("--max-concurrent", type=click.IntRange(min=1), help="Most runs at once (default: no limit).")
+@click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), default="auto",
+              show_default=True)
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Append logs here (SIGHUP reopens it).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@_home_option
+def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, log_format: str,
+        log_file: str | None, log_level: str) -> None:
+    """Run the daemon in the foreground."""
+    # The daemon never speaks TLS, but asyncio (which structlog imports) loads ssl if it can,
+    # and with it OpenSSL: 4 MB of resident memory for nothing. A None entry makes that
+    # optional import fail quietly. Jobs are separate processes and are not affected.
+    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    from .daemon import Daemon, Settings
+    from .logs import configure, get_logger
+
+    sink = configure(log_format, log_file, log_level)
+    home = _ctx().home
+    settings = Settings(tick_interval=tick_interval, heartbeat_every=heartbeat_every,
+                        max_concurrent=max_concurrent, argv=tuple(_daemon_argv(home.root)))
+    code = Daemon(home, settings, get_logger(), reopen_logs=sink.reopen).run()
+    sys.exit(code)
+
+
+def _daemon_argv(home: str) -> list[str]:
+    """The command line that starts this daemon again the same way (recorded in the pidfile)."""
+    args = list(sys.argv[1:])
+    if "--home" not in " ".join(args):
+        args = ["--home", home, *args]
+    return [sys.executable, "-m", "hermes_cron", *args]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors and documented exit codes (see README)."""
+    try:
+        cli.main(args=argv, prog_name="hermes-cron", standalone_mode=False)
+    except HermesCronError as e:
+        click.echo(f"hermes-cron: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("hermes-cron: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as e:
+        where = f" {e.ctx.command_path.split(' ', 1)[-1]}" if e.ctx and " " in e.ctx.command_path else ""
+        click.echo(f"hermes-cron{where}: {e.format_message()} (see hermes-cron{where} --help)", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"hermes-cron: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)

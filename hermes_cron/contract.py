@@ -1,0 +1,110 @@
+"""The files other programs read: the heartbeat and the pidfile. The watchdog needs only this.
+
+`.ticker_heartbeat` (JSON) is written atomically by the tick loop at start and every N ticks:
+  time, pid, pid_start, boot_id, ticks, tick_interval, heartbeat_every, interval_s (the time
+  between two heartbeats, so a reader can judge staleness with no other configuration),
+  last_ok_tick, last_error {time, kind, message}, consecutive_failures, running, next_due,
+  started_at, home, version.
+
+`hermes-cron.pid`: the pid alone on the first line (what `kill $(head -1 FILE)` and systemd's
+PIDFile= read), then one JSON line with pid, pid_start, boot_id, argv, home, started_at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .fsutil import atomic_write
+from .procinfo import ProcId, boot_id, cmdline
+
+HEARTBEAT_VERSION = 1
+
+
+def write_heartbeat(path: str, data: dict[str, Any]) -> None:
+    atomic_write(path, (json.dumps({"version": HEARTBEAT_VERSION, **data}, sort_keys=True) + "\n").encode())
+
+
+def read_heartbeat(path: str) -> dict[str, Any] | None:
+    """The heartbeat, or None if there is none. A file that can't be parsed reads as None too:
+    readers treat it like a missing heartbeat (a daemon that never wrote a good one)."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class PidInfo:
+    pid: int
+    pid_start: int | None
+    boot_id: str | None
+    argv: list[str]
+    home: str | None
+    started_at: float | None
+
+    @property
+    def proc(self) -> ProcId | None:
+        return ProcId(self.pid, self.pid_start) if self.pid_start is not None else None
+
+
+def write_pidfile(path: str, me: ProcId, argv: list[str], home: str, started_at: float) -> None:
+    details = {"pid": me.pid, "pid_start": me.start, "boot_id": boot_id(), "argv": argv,
+               "home": home, "started_at": started_at}
+    atomic_write(path, f"{me.pid}\n{json.dumps(details)}\n".encode())
+
+
+def read_pidfile(path: str) -> PidInfo | None:
+    """The pidfile's content; None if missing. A bare-pid file (no JSON line) reads with no
+    start time, which is never enough to signal it."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    if not lines or not lines[0].strip().isdigit():
+        return None
+    pid = int(lines[0].strip())
+    details: dict[str, Any] = {}
+    if len(lines) > 1:
+        try:
+            details = json.loads(lines[1])
+        except ValueError:
+            details = {}
+    return PidInfo(pid, details.get("pid_start"), details.get("boot_id"), details.get("argv") or [],
+                   details.get("home"), details.get("started_at"))
+
+
+def remove_pidfile(path: str, me: ProcId) -> None:
+    """Remove the pidfile if it still names `me`."""
+    info = read_pidfile(path)
+    if info is not None and info.pid == me.pid and info.pid_start == me.start:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def looks_like_daemon(pid: int) -> bool:
+    """Whether the process's command line is `hermes-cron ... run ...` (or the module form)."""
+    argv = cmdline(pid)
+    named = any(os.path.basename(a) in ("hermes-cron", "hermes_cron") or a == "hermes_cron.cli"
+                or a.endswith("/hermes-cron") for a in argv)
+    return named and "run" in argv
+
+
+def verify(info: PidInfo | None) -> ProcId | None:
+    """The daemon's identity if the pidfile names a live hermes-cron daemon of this boot:
+    same pid, same start time, and a daemon's command line. Otherwise None."""
+    if info is None or info.proc is None:
+        return None
+    if info.boot_id is not None and info.boot_id != boot_id():
+        return None
+    proc = info.proc
+    if not proc.alive() or not looks_like_daemon(proc.pid):
+        return None
+    return proc

@@ -1,0 +1,362 @@
+"""The daemon: a loop of named steps around tick(), dispatch, heartbeat and sleep.
+
+One daemon per HERMES_HOME, enforced by a lock held for its lifetime. Ticks fall on
+wall-clock multiples of the tick interval; the loop also wakes for a due slot that comes
+sooner, for a trigger request (SIGUSR1), for a finished run (SIGCHLD) and for a stop request,
+and otherwise sleeps. Signal handlers only set flags; the loop does the work.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import selectors
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .clock import SYSTEM, Clock
+from .contract import remove_pidfile, write_heartbeat, write_pidfile
+from .dispatch import Dispatcher
+from .errors import AlreadyRunning, HermesCronError, LockBusy, LockFailed
+from .locks import FileLock, holder_pid, read_note
+from .notify import notify
+from .paths import Home
+from .procinfo import ProcId, boot_id
+from .state import State
+from .ticker import Scheduler, TickReport
+from .zones import utc_iso
+
+FINE_SLEEP = 0.002  # the last stretch before a deadline is slept with nanosleep, not epoll
+
+
+@dataclass(frozen=True)
+class Settings:
+    tick_interval: float = 60.0
+    heartbeat_every: int = 5
+    max_concurrent: int | None = None
+    lock_timeout: float = 5.0
+    argv: tuple[str, ...] = ()
+
+
+@dataclass
+class Health:
+    ticks: int = 0
+    last_ok_tick: float | None = None
+    last_error: dict[str, Any] | None = None
+    consecutive_failures: int = 0
+    started_at: float = 0.0
+
+
+@dataclass
+class _Flags:
+    stop: int = 0  # the signal that asked us to stop
+    reopen: bool = False
+    wake: bool = False
+    child: bool = False
+    pending: list[int] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, home: Home, settings: Settings, log: Any, clock: Clock = SYSTEM,
+                 reopen_logs: Any = None):
+        self.home = home
+        self.settings = settings
+        self.log = log
+        self.clock = clock
+        self.reopen_logs = reopen_logs
+        self.me = ProcId.me()
+        self.boot_id = boot_id()
+        self.health = Health()
+        self.flags = _Flags()
+        self.state: State | None = None
+        self.scheduler: Scheduler | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.lock = FileLock(home.daemon_lock, "the daemon lock")
+        self.selector = selectors.DefaultSelector()
+        self._wake_r = self._wake_w = -1
+        self._next_tick = 0.0
+        self._target = 0.0  # the next moment something is due: a tick, a slot or a deadline
+        self._nofile: tuple[int, int] | None = None
+
+    # the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the exit code."""
+        self._take_daemon_lock()
+        try:
+            self._install_signals()
+            self._raise_fd_limit()
+            self.health.started_at = self.clock.time()
+            write_pidfile(self.home.pidfile, self.me, list(self.settings.argv), self.home.root,
+                          self.health.started_at)
+            self.log.info("daemon.started", pid=self.me.pid, home=self.home.root, version=__version__,
+                          tick_interval=self.settings.tick_interval,
+                          heartbeat_every=self.settings.heartbeat_every)
+            self._tick(counted=True)
+            self._heartbeat()
+            notify(f"READY=1\nMAINPID={self.me.pid}\nSTATUS={self._status_line()}")
+            while not self.flags.stop:
+                self._sleep()
+                asked = self.flags.wake
+                self._handle_flags()
+                if self.flags.stop:
+                    break
+                now = self.clock.time()
+                counted = now >= self._next_tick
+                if counted or asked or now >= self._target:
+                    self._tick(counted)
+                if counted and self.health.ticks % self.settings.heartbeat_every == 0:
+                    self._heartbeat()
+            self.log.info("daemon.stopping", signal=signal.Signals(self.flags.stop).name,
+                          running=len(self.dispatcher.watched) if self.dispatcher else 0)
+            notify("STOPPING=1")
+            return 0
+        except (SystemExit, KeyboardInterrupt) as e:  # logged, then honoured
+            self.log.error("daemon.exiting", reason=type(e).__name__, exc_info=True)
+            raise
+        finally:
+            self._teardown()
+
+    def _tick(self, counted: bool) -> None:
+        now = self.clock.time()
+        if counted:
+            self.health.ticks += 1
+            self._next_tick = self._boundary_after(now)
+        try:
+            self._open_store()
+            assert self.scheduler is not None and self.dispatcher is not None
+            report = self.scheduler.tick(now)
+            self.dispatcher.submit(report.claims)
+            self._log_report(report, counted)
+            self.dispatcher.reap_children()
+            self.dispatcher.recover(now)
+            self.dispatcher.enforce(now)
+            self._watch_fds()
+            self.health.last_ok_tick = now
+            self.health.consecutive_failures = 0
+            notify(f"WATCHDOG=1\nSTATUS={self._status_line()}")
+        except (SystemExit, KeyboardInterrupt):  # logged by run(), then honoured
+            raise
+        except BaseException as e:  # noqa: BLE001 - the loop must outlive any failure of one tick
+            self._tick_failed(e, now)
+
+    def _tick_failed(self, e: BaseException, now: float) -> None:
+        kind = type(e).__name__
+        self.health.consecutive_failures += 1
+        self.health.last_error = {"time": now, "kind": kind, "message": str(e) or kind}
+        extra: dict[str, Any] = {}
+        if isinstance(e, LockBusy):
+            extra = {"contention": True, "holder_pid": e.holder_pid}
+        elif isinstance(e, LockFailed):
+            extra = {"contention": False, "errno": e.errno_name}
+        self.log.error("tick.failed", kind=kind, error=str(e), failures=self.health.consecutive_failures,
+                       exc_info=e, **extra)
+        if not isinstance(e, LockBusy):
+            self._close_store()  # reopen from scratch next time: the file may have been fixed
+
+    def _sleep(self) -> None:
+        """Sleep until the next tick boundary, due slot, or deadline, or until woken."""
+        target = self._next_tick
+        if self.state is not None:
+            try:
+                nxt = self.state.next_due()
+            except HermesCronError:
+                nxt = None
+            if nxt is not None:
+                target = min(target, nxt)
+        if self.dispatcher is not None and (d := self.dispatcher.next_deadline()) is not None:
+            target = min(target, d)
+        self._target = target
+        while not self._any_flag():
+            left = target - self.clock.time()
+            if left <= 0:
+                return
+            if left <= FINE_SLEEP:
+                time.sleep(left)
+                return
+            for key, _ in self.selector.select(min(left - FINE_SLEEP, self.settings.tick_interval)):
+                self._on_ready(key.fd)
+
+    def _any_flag(self) -> bool:
+        f = self.flags
+        return bool(f.stop or f.reopen or f.wake or f.child)
+
+    def _on_ready(self, fd: int) -> None:
+        if fd == self._wake_r:
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        elif self.dispatcher is not None:
+            self.selector.unregister(fd)
+            self.dispatcher.on_pidfd(fd)
+            self._watch_fds()
+
+    def _handle_flags(self) -> None:
+        f = self.flags
+        if f.reopen:
+            f.reopen = False
+            if self.reopen_logs is not None:
+                self.reopen_logs()
+            self.log.info("logs.reopened")
+        if f.child:
+            f.child = False
+            if self.dispatcher is not None:
+                self.dispatcher.reap_children()
+                self._watch_fds()
+        f.wake = False
+
+    def _heartbeat(self) -> None:
+        now = self.clock.time()
+        running, next_due = 0, None
+        if self.state is not None:
+            try:
+                running = len(self.state.open_runs())
+                upcoming = self.state.upcoming(1)
+                next_due = {"job": upcoming[0][0], "at": utc_iso(upcoming[0][1])} if upcoming else None
+            except HermesCronError:
+                pass
+        s = self.settings
+        data = {
+            "time": now, "pid": self.me.pid, "pid_start": self.me.start, "boot_id": self.boot_id,
+            "ticks": self.health.ticks, "tick_interval": s.tick_interval,
+            "heartbeat_every": s.heartbeat_every, "interval_s": s.tick_interval * s.heartbeat_every,
+            "last_ok_tick": self.health.last_ok_tick, "last_error": self.health.last_error,
+            "consecutive_failures": self.health.consecutive_failures, "running": running,
+            "next_due": next_due, "started_at": self.health.started_at, "home": self.home.root,
+            "version": __version__,
+        }
+        try:
+            write_heartbeat(self.home.heartbeat, data)
+        except OSError as e:
+            self.log.error("heartbeat.failed", error=str(e))
+        self.log.info("heartbeat", uptime_s=round(now - self.health.started_at, 1), ticks=self.health.ticks,
+                      running=running, next_due=next_due, healthy=self.health.consecutive_failures == 0)
+
+    # steps' helpers ---------------------------------------------------------------------
+
+    def _boundary_after(self, now: float) -> float:
+        step = self.settings.tick_interval
+        return (now // step + 1) * step
+
+    def _open_store(self) -> None:
+        if self.state is not None:
+            return
+        self.home.ensure()
+        self.state = State(self.home, busy_timeout=self.settings.lock_timeout)
+        self.scheduler = Scheduler(self.home, self.state, self.me, self.boot_id, self.settings.lock_timeout)
+        if self.dispatcher is None:
+            self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log,
+                                         self.settings.max_concurrent, nofile=self._nofile)
+        else:
+            self.dispatcher.state = self.state
+
+    def _close_store(self) -> None:
+        if self.state is not None:
+            try:
+                self.state.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too; it is dropped anyway
+                pass
+        self.state = None
+        self.scheduler = None
+
+    def _watch_fds(self) -> None:
+        if self.dispatcher is None:
+            return
+        registered = {key.fd for key in self.selector.get_map().values()} - {self._wake_r}
+        for fd in set(self.dispatcher.pidfds()) - registered:
+            self.selector.register(fd, selectors.EVENT_READ)
+        for fd in registered - set(self.dispatcher.pidfds()):
+            self.selector.unregister(fd)
+
+    def _log_report(self, report: TickReport, counted: bool) -> None:
+        for name, slot, run_id in report.skipped:
+            self.log.info("job.skipped", job=name, run_id=run_id, scheduled=utc_iso(slot), reason="overlap")
+        for name, count, capped, first, newest in report.missed:
+            self.log.warning("job.missed", job=name, count=count, at_least=capped,
+                             first=utc_iso(first), newest=utc_iso(newest))
+        eventful = report.claims or report.skipped or report.missed
+        (self.log.info if eventful else self.log.debug)(
+            "tick", counted=counted, ticks=self.health.ticks, claimed=len(report.claims),
+            lock_held_ms=round(report.lock_held * 1000, 3),
+        )
+
+    def _status_line(self) -> str:
+        running = len(self.dispatcher.watched) if self.dispatcher else 0
+        ok = "ok" if self.health.consecutive_failures == 0 else f"failing x{self.health.consecutive_failures}"
+        return f"ticks={self.health.ticks} running={running} last-tick={ok}"
+
+    # set-up and tear-down ---------------------------------------------------------------
+
+    def _take_daemon_lock(self) -> None:
+        self.home.ensure()
+        try:
+            self.lock.acquire(0)
+        except LockBusy:
+            note = read_note(self.home.daemon_lock).split()
+            pid = int(note[0]) if note and note[0].isdigit() else None
+            if pid is None:
+                fd = os.open(self.home.daemon_lock, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    pid = holder_pid(fd)
+                finally:
+                    os.close(fd)
+            raise AlreadyRunning(
+                f"a hermes-cron daemon is already running for {self.home.root} (pid {pid or '?'})", pid
+            ) from None
+        self.lock.write_note(f"{self.me.pid} {self.me.start}\n")
+
+    def _install_signals(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGUSR1, self._on_wake)
+        signal.signal(signal.SIGCHLD, self._on_child)
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        if self.flags.stop:
+            raise SystemExit(128 + signum)  # a second stop signal: out at once
+        self.flags.stop = signum
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self.flags.reopen = True
+
+    def _on_wake(self, signum: int, frame: object) -> None:
+        self.flags.wake = True
+
+    def _on_child(self, signum: int, frame: object) -> None:
+        self.flags.child = True
+
+    def _raise_fd_limit(self) -> None:
+        """Room for a pidfd per adopted run; jobs get the original limit back."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self._nofile = (soft, hard)
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            except (ValueError, OSError):
+                pass
+
+    def _teardown(self) -> None:
+        try:
+            if self.dispatcher is not None and self.state is not None:
+                self.dispatcher.reap_children()
+        except Exception as e:  # noqa: BLE001 - shutting down: report and go on releasing
+            self.log.error("daemon.teardown_failed", error=str(e), exc_info=True)
+        self._close_store()
+        remove_pidfile(self.home.pidfile, self.me)
+        signal.set_wakeup_fd(-1)
+        self.lock.release()
+        self.log.info("daemon.stopped", pid=self.me.pid)
+        sys.stderr.flush()

@@ -1,0 +1,377 @@
+"""After the tick lock: starting claimed runs, watching them, recording how they ended, and
+taking over the runs of processes that died (adoption).
+
+The dispatcher never holds the tick lock. Its database writes are short transactions that
+touch only run rows, so they can't undo an edit made to jobs.json meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from . import runner
+from .jobs import Job
+from .paths import Home
+from .procinfo import ProcId
+from .runner import RunFiles, Target
+from .state import Run, State
+from .ticker import Claim
+from .zones import utc_iso
+
+
+@dataclass
+class Watched:
+    """A run this process answers for: a supervisor it forked, or an adopted process."""
+
+    run_id: int
+    job: str
+    kill_grace: float
+    keep: int
+    reaper: ProcId | None = None
+    orphan: ProcId | None = None  # a job whose supervisor is gone: we enforce its timeout
+    child: bool = False
+    pidfd: int | None = None
+    timeout_at: float | None = None
+    kill_at: float | None = None
+    timed_out: bool = False
+
+
+class Dispatcher:
+    def __init__(self, home: Home, state: State, owner: ProcId, log: Any,
+                 max_concurrent: int | None = None, detach: bool = False,
+                 nofile: tuple[int, int] | None = None):
+        self.home = home
+        self.state = state
+        self.owner = owner
+        self.log = log
+        self.max_concurrent = max_concurrent
+        self.detach = detach
+        self.nofile = nofile
+        self.watched: dict[int, Watched] = {}
+        self._children: dict[int, int] = {}  # supervisor pid -> run id
+        self._fds: dict[int, int] = {}  # pidfd -> run id
+        self.queue: deque[Claim] = deque()
+
+    def files(self, job: str, run_id: int) -> RunFiles:
+        return RunFiles(self.home.run_dir(job, run_id))
+
+    # starting ---------------------------------------------------------------------------
+
+    def submit(self, claims: list[Claim]) -> None:
+        """Start the claims (as many as max_concurrent allows; the rest wait in the queue).
+        Events are logged after the processes are started, to keep logging off the latency."""
+        self.queue.extend(claims)
+        self.start_queued(announce=claims)
+
+    def _has_room(self) -> bool:
+        return self.max_concurrent is None or len(self.watched) < self.max_concurrent
+
+    def start_queued(self, announce: list[Claim] | tuple[Claim, ...] = ()) -> None:
+        started: list[tuple[Claim, ProcId | None, float]] = []
+        while self.queue and self._has_room():
+            claim = self.queue.popleft()
+            targets = self._targets(claim)
+            files = self.files(claim.job.name, claim.run_id)
+            pid = runner.spawn(claim.run_id, claim.job, claim.scheduled, files, self.home.root,
+                               targets, self.nofile, self.detach)
+            reaper = ProcId.of(pid) if pid else None
+            started.append((claim, reaper, time.time()))
+            if not self.detach:
+                self._children[pid] = claim.run_id
+                self.watched[claim.run_id] = Watched(
+                    claim.run_id, claim.job.name, claim.job.kill_grace, claim.job.keep_runs,
+                    reaper=reaper, child=True,
+                )
+        for claim in announce:
+            self.log.info("job.claimed", job=claim.job.name, run_id=claim.run_id, trigger=claim.trigger,
+                          scheduled=utc_iso(claim.scheduled), replaces=list(claim.replaces) or None)
+        if not started:
+            return
+        with self.state.transaction():
+            for claim, reaper, at in started:
+                values: dict[str, Any] = {"state": "running", "started_at": at}
+                if reaper is not None:
+                    values.update(reaper_pid=reaper.pid, reaper_start=reaper.start)
+                self.state.update_run(claim.run_id, **values)
+        for claim, reaper, _ in started:
+            self.log.info("job.started", job=claim.job.name, run_id=claim.run_id,
+                          scheduled=utc_iso(claim.scheduled), trigger=claim.trigger,
+                          supervisor_pid=reaper.pid if reaper else None)
+
+    def _targets(self, claim: Claim) -> tuple[Target, ...]:
+        """The runs a `replace` claim stops first. Runs not yet started are simply cancelled."""
+        targets = []
+        for old_id in claim.replaces:
+            old = self.state.run(old_id)
+            if old is None or old.state == "done":
+                continue
+            files = self.files(old.job, old.id)
+            if old.state == "claimed" and files.take_token({"cancelled_by_run": claim.run_id}):
+                self._drop_queued(old.id)
+                self.finish(old, "interrupted", reason=f"replaced by run {claim.run_id} before it started")
+                continue
+            token = files.read_token() or {}
+            reaper = _proc(token.get("reaper_pid"), token.get("reaper_start")) or _proc(old.reaper_pid, old.reaper_start)
+            grace = old.job_spec.kill_grace if old.spec else claim.job.kill_grace
+            targets.append(Target(old.id, files, reaper, grace))
+        return tuple(targets)
+
+    def _drop_queued(self, run_id: int) -> None:
+        self.queue = deque(c for c in self.queue if c.run_id != run_id)
+
+    # ending -----------------------------------------------------------------------------
+
+    def reap_children(self) -> None:
+        """Collect supervisors that exited (after SIGCHLD) and record their runs."""
+        while self._children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run_id = self._children.pop(pid, None)
+            if run_id is not None:
+                self._supervisor_gone(run_id)
+
+    def wait_children(self) -> None:
+        """Block until every supervisor this process forked has exited, recording each."""
+        while self._children:
+            pid, _ = os.waitpid(-1, 0)
+            run_id = self._children.pop(pid, None)
+            if run_id is not None:
+                self._supervisor_gone(run_id)
+
+    def pidfds(self) -> list[int]:
+        return list(self._fds)
+
+    def on_pidfd(self, fd: int) -> None:
+        run_id = self._fds.pop(fd, None)
+        os.close(fd)
+        if run_id is None:
+            return
+        w = self.watched.get(run_id)
+        if w is None:
+            return
+        w.pidfd = None
+        if w.orphan is not None:
+            run = self.state.run(run_id)
+            self._unwatch(run_id)
+            if run is not None and run.state != "done":
+                if w.timed_out:
+                    self.finish(run, "timed_out", reason="ran past its timeout; stopped by the daemon "
+                                "(its supervisor was gone, so the exit status is unknown)")
+                else:
+                    self.finish(run, "interrupted", reason=f"its supervisor died; the job (pid {w.orphan.pid}) "
+                                "ended but its exit status can't be known")
+            return
+        self._supervisor_gone(run_id)
+
+    def _supervisor_gone(self, run_id: int) -> None:
+        w = self.watched.get(run_id)
+        run = self.state.run(run_id)
+        if run is None or run.state == "done":
+            self._unwatch(run_id)
+            return
+        files = self.files(run.job, run.id)
+        result = files.read_result()
+        if result is not None:
+            self._unwatch(run_id)
+            self.record(run, result)
+            return
+        if files.read_token() is None:  # lost the start race, or never got going
+            self._unwatch(run_id)
+            if w is not None and w.child:
+                self.finish(run, "interrupted", reason="its supervisor exited before starting the job")
+            return
+        job = files.read_job_pid()
+        if job is not None and job.alive():
+            self._unwatch(run_id)
+            self._watch_orphan(run, job)
+            return
+        self._unwatch(run_id)
+        self.finish(run, "interrupted", reason="its supervisor ended without recording the outcome; "
+                    "the exit status is unknown")
+
+    def _unwatch(self, run_id: int) -> None:
+        w = self.watched.pop(run_id, None)
+        if w is not None and w.pidfd is not None:
+            self._fds.pop(w.pidfd, None)
+            os.close(w.pidfd)
+        self.start_queued()
+
+    def record(self, run: Run, result: dict) -> None:
+        """Record a supervisor's result file as the run's outcome."""
+        self.finish(
+            run, result.get("status") or "failed",
+            exit_code=result.get("exit_code"), signal=result.get("signal"), reason=result.get("reason"),
+            started_at=result.get("started_at"), ended_at=result.get("ended_at"),
+            job_pid=result.get("job_pid"), job_start=result.get("job_start"),
+            output=result.get("output"), output_bytes=result.get("output_bytes"),
+        )
+
+    def finish(self, run: Run, status: str, **values: Any) -> bool:
+        values.setdefault("ended_at", time.time())
+        keep = run.job_spec.keep_runs if run.spec else None
+        with self.state.transaction():
+            changed = self.state.update_run(run.id, state="done", status=status, **values)
+            pruned = self.state.prune(run.job, keep) if (changed and keep) else []
+        for old in pruned:
+            shutil.rmtree(self.home.run_dir(run.job, old), ignore_errors=True)
+        if changed:
+            ended = values.get("ended_at")
+            started = values.get("started_at") or run.started_at
+            fields = dict(job=run.job, run_id=run.id, status=status, exit_code=values.get("exit_code"),
+                          signal=values.get("signal"),
+                          duration_s=round(ended - started, 3) if (ended and started) else None)
+            if values.get("reason"):
+                fields["reason"] = values["reason"]
+            if status == "succeeded":
+                self.log.info("job.finished", **fields)
+            else:
+                self.log.warning("job.finished", **fields)
+        return changed
+
+    # adoption ---------------------------------------------------------------------------
+
+    def recover(self, now: float) -> None:
+        """Settle runs in flight that nobody alive answers for, and record finished results."""
+        queued = {c.run_id for c in self.queue}
+        for run in self.state.open_runs():
+            if run.id in self.watched or run.id in queued:
+                continue
+            files = self.files(run.job, run.id)
+            result = files.read_result()
+            if result is not None:
+                self.record(run, result)
+                continue
+            owner = _proc(run.owner_pid, run.owner_start)
+            if owner is not None and owner != self.owner and owner.alive():
+                continue
+            self._adopt(run, files, now)
+
+    def _take_over(self, run: Run) -> bool:
+        """Make this process the run's owner, unless another process got there first."""
+        with self.state.transaction():
+            cur = self.state.conn.execute(
+                "UPDATE runs SET owner_pid = ?, owner_start = ? WHERE id = ? AND state != 'done' "
+                "AND owner_pid IS ? AND owner_start IS ?",
+                (self.owner.pid, self.owner.start, run.id, run.owner_pid, run.owner_start),
+            )
+            return cur.rowcount > 0
+
+    def _adopt(self, run: Run, files: RunFiles, now: float) -> None:
+        token = files.read_token()
+        job_def = run.job_spec if run.spec else None
+        if token is None and run.state == "claimed" and job_def is not None:
+            late = now - (run.scheduled if run.scheduled is not None else run.claimed_at)
+            if late <= job_def.misfire_grace:
+                if self._take_over(run):
+                    self.log.warning("job.adopted", job=run.job, run_id=run.id, action="start",
+                                     previous_owner=run.owner_pid, late_s=round(late, 3))
+                    self.queue.append(Claim(run.id, job_def, run.scheduled, run.trigger, run.replaced_ids))
+                    self.start_queued()
+                return
+            if files.take_token({"abandoned_by": self.owner.pid}):
+                self.finish(run, "interrupted", reason=(
+                    f"claimed by pid {run.owner_pid}, which died before starting it; "
+                    f"{late:.0f} s late is past the misfire grace, so it was not started"))
+            return
+        if token is None or "reaper_pid" not in token:
+            if token is not None or run.state != "claimed":
+                self.finish(run, "interrupted", reason=_token_reason(token, run))
+            return
+        reaper = _proc(token.get("reaper_pid"), token.get("reaper_start"))
+        if reaper is not None and reaper.alive():
+            if self._take_over(run):
+                self._watch_reaper(run, reaper, job_def)
+            return
+        job = files.read_job_pid()
+        if job is not None and job.alive():
+            if self._take_over(run):
+                self._watch_orphan(run, job)
+            return
+        if files.read_result() is None:
+            self.finish(run, "interrupted", reason=f"its supervisor (pid {reaper.pid if reaper else '?'}) "
+                        "ended without recording the outcome; the exit status is unknown")
+
+    def _open_pidfd(self, pid: int) -> int | None:
+        try:
+            return os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            return None
+
+    def _watch_reaper(self, run: Run, reaper: ProcId, job_def: Job | None) -> None:
+        fd = self._open_pidfd(reaper.pid)
+        w = Watched(run.id, run.job, job_def.kill_grace if job_def else 10.0,
+                    job_def.keep_runs if job_def else 50, reaper=reaper, pidfd=fd)
+        self.watched[run.id] = w
+        if fd is not None:
+            self._fds[fd] = run.id
+        self.log.warning("job.adopted", job=run.job, run_id=run.id, action="watch",
+                         supervisor_pid=reaper.pid, previous_owner=run.owner_pid)
+        if fd is None or not reaper.alive():
+            self._supervisor_gone(run.id)
+
+    def _watch_orphan(self, run: Run, job: ProcId) -> None:
+        job_def = run.job_spec if run.spec else None
+        fd = self._open_pidfd(job.pid)
+        timeout_at = None
+        if job_def is not None and job_def.timeout:
+            timeout_at = job.started_at() + job_def.timeout
+        w = Watched(run.id, run.job, job_def.kill_grace if job_def else 10.0,
+                    job_def.keep_runs if job_def else 50, orphan=job, pidfd=fd, timeout_at=timeout_at)
+        self.watched[run.id] = w
+        if fd is not None:
+            self._fds[fd] = run.id
+        self.log.warning("job.adopted", job=run.job, run_id=run.id, action="watch-orphan",
+                         job_pid=job.pid, previous_owner=run.owner_pid)
+        if fd is None:
+            self._unwatch(run.id)
+            self.finish(run, "interrupted", reason="its supervisor died and the job could not be watched")
+
+    def enforce(self, now: float) -> None:
+        """Timeouts of adopted orphan jobs (supervisors enforce their own)."""
+        for w in list(self.watched.values()):
+            if w.orphan is None:
+                continue
+            if w.timeout_at is not None and not w.timed_out and now >= w.timeout_at:
+                w.timed_out = True
+                _killpg(w.orphan.pid, signal.SIGTERM)
+                w.kill_at = now + w.kill_grace
+                self.log.warning("job.timeout", job=w.job, run_id=w.run_id, job_pid=w.orphan.pid)
+            if w.kill_at is not None and now >= w.kill_at:
+                _killpg(w.orphan.pid, signal.SIGKILL)
+                w.kill_at = None
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for w in self.watched.values() if w.orphan is not None
+                     for d in ((w.timeout_at if not w.timed_out else None), w.kill_at) if d is not None]
+        return min(deadlines) if deadlines else None
+
+
+def _proc(pid: Any, start: Any) -> ProcId | None:
+    if pid is None or start is None:
+        return None
+    return ProcId(int(pid), int(start))
+
+
+def _token_reason(token: dict | None, run: Run) -> str:
+    if token and "abandoned_by" in token:
+        return f"abandoned by pid {token['abandoned_by']}: claimed but never started"
+    if token and "cancelled_by_run" in token:
+        return f"replaced by run {token['cancelled_by_run']} before it started"
+    return "marked running, but its supervisor left no trace; the exit status is unknown"
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

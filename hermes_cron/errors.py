@@ -1,0 +1,67 @@
+"""The error types of hermes-cron: one root, a few specific kinds, each with its exit code."""
+
+from __future__ import annotations
+
+
+class HermesCronError(Exception):
+    """Root of every error hermes-cron raises on purpose. `str()` is a one-line message."""
+
+    exit_code = 1
+
+
+class InvalidInput(HermesCronError):
+    """Something the user typed is wrong: a schedule, a zone, a duration, a name, a command."""
+
+    exit_code = 2
+
+
+class JobNotFound(HermesCronError):
+    exit_code = 3
+
+
+class JobExists(HermesCronError):
+    exit_code = 4
+
+
+class StoreError(HermesCronError):
+    """A store file is corrupted, unreadable or unsafe. The file is left as it is."""
+
+    exit_code = 5
+
+
+class LockBusy(HermesCronError):
+    """Another process held a lock for longer than the bounded wait."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, holder_pid: int | None = None):
+        super().__init__(message)
+        self.holder_pid = holder_pid
+
+
+class LockFailed(HermesCronError):
+    """Taking a lock failed for a reason other than contention (EMFILE, EACCES, ...)."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, errno_name: str | None = None):
+        super().__init__(message)
+        self.errno_name = errno_name
+
+
+class HomeError(HermesCronError):
+    """HERMES_HOME is missing and can't be created, or is unusable."""
+
+    exit_code = 8
+
+
+class DaemonError(HermesCronError):
+    """The daemon could not be started, stopped or reached."""
+
+    exit_code = 1
+
+
+class AlreadyRunning(DaemonError):
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid

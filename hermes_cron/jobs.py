@@ -1,0 +1,173 @@
+"""The job: a typed, validated record of what to run, when, and how. Pure code."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
+
+from .errors import InvalidInput
+from .schedule import Schedule, parse_schedule
+from .zones import utc_iso
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OVERLAP_POLICIES = ("skip", "allow", "replace")
+DEFAULT_OUTPUT_CAP = 1024 * 1024
+DEFAULT_MISFIRE_GRACE = 600.0
+DEFAULT_KILL_GRACE = 10.0
+DEFAULT_KEEP_RUNS = 50
+
+
+def check_name(name: str) -> str:
+    """Refuse names that are empty, too long, or could steer a path (`/`, `..`, leading `.`)."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name or name.startswith("."):
+        raise InvalidInput(
+            f"job name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "not starting with '.' and without '..'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    command: tuple[str, ...]
+    schedule: str
+    tz: str
+    shell: bool = False
+    enabled: bool = True
+    timeout: float | None = None
+    overlap: str = "skip"
+    misfire_grace: float = DEFAULT_MISFIRE_GRACE
+    kill_grace: float = DEFAULT_KILL_GRACE
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    output_cap: int = DEFAULT_OUTPUT_CAP
+    keep_runs: int = DEFAULT_KEEP_RUNS
+    anchor: float = 0.0  # interval schedules count their slots from here
+    created: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if not self.command or not all(isinstance(a, str) and a for a in self.command):
+            raise InvalidInput(f"job {self.name!r}: the command is empty")
+        if any("\0" in a for a in self.command):
+            raise InvalidInput(f"job {self.name!r}: the command contains a NUL byte")
+        if self.shell and len(self.command) != 1:
+            raise InvalidInput(f"job {self.name!r}: a --shell command is one string")
+        if self.overlap not in OVERLAP_POLICIES:
+            raise InvalidInput(
+                f"job {self.name!r}: overlap policy {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}"
+            )
+        if self.timeout is not None and not self.timeout > 0:
+            raise InvalidInput(f"job {self.name!r}: timeout must be more than 0 s")
+        if not self.misfire_grace >= 1:
+            raise InvalidInput(f"job {self.name!r}: misfire grace must be at least 1 s")
+        if not self.kill_grace >= 0:
+            raise InvalidInput(f"job {self.name!r}: kill grace can't be negative")
+        if self.cwd is not None and not self.cwd.startswith("/"):
+            raise InvalidInput(f"job {self.name!r}: working directory {self.cwd!r} must be an absolute path")
+        for key, value in self.env:
+            if not ENV_KEY_RE.match(key) or "\0" in value:
+                raise InvalidInput(f"job {self.name!r}: {key}={value!r} is not a valid environment variable")
+        if not isinstance(self.output_cap, int) or self.output_cap < 1024:
+            raise InvalidInput(f"job {self.name!r}: output cap must be at least 1024 bytes")
+        if not isinstance(self.keep_runs, int) or self.keep_runs < 1:
+            raise InvalidInput(f"job {self.name!r}: keep-runs must be at least 1")
+        try:
+            self.compiled  # noqa: B018  (validates schedule and zone now, not at the first tick)
+        except InvalidInput as e:
+            raise InvalidInput(f"job {self.name!r}: {e}") from None
+
+    @cached_property
+    def compiled(self) -> Schedule:
+        return parse_schedule(self.schedule, self.tz, hash_key=self.name, anchor=self.anchor)
+
+    @property
+    def kind(self) -> str:
+        return self.compiled.kind
+
+    @property
+    def fingerprint(self) -> str:
+        """What decides the job's fire times: when it changes, the next run is recomputed."""
+        return f"{self.schedule}\0{self.tz}\0{self.anchor!r}"
+
+    @property
+    def argv(self) -> list[str]:
+        return ["/bin/sh", "-c", self.command[0]] if self.shell else list(self.command)
+
+    def command_text(self) -> str:
+        import shlex
+
+        return self.command[0] if self.shell else shlex.join(self.command)
+
+    def evolve(self, **changes: Any) -> Job:
+        """A copy with `changes`, validated like a new job."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        d["command"] = list(self.command)
+        d["env"] = dict(self.env)
+        d["anchor"] = utc_iso(self.anchor)
+        d["created"] = utc_iso(self.created)
+        return {**d, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        """Build a job from its stored form; raise InvalidInput on anything malformed."""
+        if not isinstance(data, dict):
+            raise InvalidInput("a job entry is not an object")
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        missing = {"name", "command", "schedule", "tz"} - data.keys()
+        if missing:
+            raise InvalidInput(f"job {data.get('name', '?')!r} lacks {', '.join(sorted(missing))}")
+        kw = {k: v for k, v in data.items() if k in known}
+        try:
+            command = kw["command"]
+            if isinstance(command, str) or not isinstance(command, list):
+                raise TypeError("command must be a list of strings")
+            kw["command"] = tuple(command)
+            env = kw.get("env", {})
+            if not isinstance(env, dict):
+                raise TypeError("env must be an object")
+            kw["env"] = tuple(sorted((str(k), str(v)) for k, v in env.items()))
+            for key in ("anchor", "created"):
+                if key in kw:
+                    kw[key] = parse_utc(kw[key])
+            for key in ("timeout",):
+                if kw.get(key) is not None:
+                    kw[key] = float(kw[key])
+            for key in ("misfire_grace", "kill_grace"):
+                if key in kw:
+                    kw[key] = float(kw[key])
+            for key in ("shell", "enabled"):
+                if key in kw and not isinstance(kw[key], bool):
+                    raise TypeError(f"{key} must be true or false")
+            for key in ("output_cap", "keep_runs"):
+                if key in kw and (isinstance(kw[key], bool) or not isinstance(kw[key], int)):
+                    raise TypeError(f"{key} must be a whole number")
+            for key in ("name", "schedule", "tz", "overlap", "cwd"):
+                if key in kw and kw[key] is not None and not isinstance(kw[key], str):
+                    raise TypeError(f"{key} must be a string")
+        except (TypeError, ValueError) as e:
+            raise InvalidInput(f"job {data.get('name', '?')!r}: {e}") from None
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**kw, extra=extra)
+
+
+def parse_utc(value: Any) -> float:
+    """A stored instant (ISO 8601 with offset, or a number) as a timestamp."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a time")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

@@ -1,0 +1,35 @@
+"""sd_notify(3), spoken directly over $NOTIFY_SOCKET: a dozen lines beat a dependency.
+Without systemd (no NOTIFY_SOCKET) every call is a no-op."""
+
+from __future__ import annotations
+
+import os
+
+
+def notify(message: str) -> bool:
+    """Send `message` (e.g. "READY=1\\nSTATUS=...") to systemd; False if not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    import socket
+
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(message.encode(), address)
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval() -> float | None:
+    """The keep-alive interval systemd expects (half of WatchdogSec), if it watches us."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return int(usec) / 2e6
+    except ValueError:
+        return None

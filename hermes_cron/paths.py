@@ -1,0 +1,71 @@
+"""Where hermes-cron keeps its files under HERMES_HOME."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .fsutil import ensure_private_dir
+from .jobs import check_name
+
+
+def resolve_home(option: str | None = None) -> str:
+    """--home, else $HERMES_HOME, else ~/.hermes; always absolute."""
+    raw = option or os.environ.get("HERMES_HOME") or os.path.join(os.path.expanduser("~"), ".hermes")
+    return os.path.abspath(os.path.expanduser(raw))
+
+
+@dataclass(frozen=True)
+class Home:
+    root: str
+
+    @property
+    def cron(self) -> str:
+        return os.path.join(self.root, "cron")
+
+    def _in(self, name: str) -> str:
+        return os.path.join(self.root, "cron", name)
+
+    @property
+    def jobs(self) -> str:
+        return self._in("jobs.json")
+
+    @property
+    def jobs_lock(self) -> str:
+        return self._in(".jobs.lock")
+
+    @property
+    def state(self) -> str:
+        return self._in("state.db")
+
+    @property
+    def tick_lock(self) -> str:
+        return self._in(".tick.lock")
+
+    @property
+    def daemon_lock(self) -> str:
+        return self._in(".daemon.lock")
+
+    @property
+    def heartbeat(self) -> str:
+        return self._in(".ticker_heartbeat")
+
+    @property
+    def pidfile(self) -> str:
+        return self._in("hermes-cron.pid")
+
+    @property
+    def runs(self) -> str:
+        return self._in("runs")
+
+    def job_runs(self, job: str) -> str:
+        return os.path.join(self.runs, check_name(job))
+
+    def run_dir(self, job: str, run_id: int) -> str:
+        return os.path.join(self.job_runs(job), f"{int(run_id):010d}")
+
+    def ensure(self) -> None:
+        """Create HERMES_HOME/cron and the runs folder, private to this user."""
+        ensure_private_dir(self.root)
+        ensure_private_dir(self.cron)
+        ensure_private_dir(self.runs)

@@ -1,0 +1,104 @@
+"""Process identity on Linux, read from /proc: a pid plus its start time names one process,
+so a pid that the kernel reused for another program is never mistaken for ours."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ProcId:
+    pid: int
+    start: int  # clock ticks since boot, field 22 of /proc/PID/stat
+
+    @classmethod
+    def of(cls, pid: int) -> ProcId | None:
+        ticks = start_ticks(pid)
+        return cls(pid, ticks) if ticks is not None else None
+
+    @classmethod
+    def me(cls) -> ProcId:
+        me = cls.of(os.getpid())
+        assert me is not None
+        return me
+
+    def alive(self) -> bool:
+        """True while this very process exists and is not a zombie."""
+        stat = _stat_fields(self.pid)
+        return stat is not None and int(stat[19]) == self.start and stat[0] != "Z"
+
+    def started_at(self) -> float:
+        return boot_time() + self.start / CLK_TCK
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2 :].decode().split()
+
+
+def start_ticks(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def state(pid: int) -> str | None:
+    """The one-letter state (R, S, D, T stopped, Z zombie...), None if there is no such pid."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]] if raw else []
+
+
+def environ_value(pid: int, key: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    prefix = key.encode() + b"="
+    for item in raw.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def boot_time() -> float:
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids whose process group is `pgid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry))
+    return out

@@ -1,0 +1,192 @@
+"""Schedules: when a job fires. Pure code: every question takes the instant it is asked about.
+
+Instants are POSIX timestamps (float seconds, UTC). Four kinds:
+- cron expressions (see cronexpr), evaluated on the job's zone's wall clock;
+- `every 30s` intervals, anchored to the job's own anchor instant, never to run ends;
+- `at 2026-12-01T09:00` one-shots, in the job's zone unless the text carries an offset;
+- `@reboot`, once per machine boot (the ticker keys it on the boot id).
+
+The DST rule, the one place it lives (README "Time zones and DST" says the same):
+- A schedule that names its hours (`30 2 * * *`, `@daily`) runs once at each named wall time.
+  A time the clock skips runs at the moment of the jump (02:30 on a spring-forward night runs
+  at 03:00 new time); a time the clock shows twice runs at its first occurrence only.
+- A schedule whose minute or hour field starts with `*` (`*/15 * * * *`, `@hourly`,
+  `* 2 * * *`) follows the clock as it reads: it runs in both passes of a repeated hour and
+  not at all at minutes a skipped hour never shows.
+This is the rule of Vixie cron and cronie, which is what people moving from cron expect.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .cronexpr import CronSpec, parse_cron
+from .durations import parse_duration
+from .errors import InvalidInput
+from .zones import instant, load_zone, localize_first, timeline, wall
+
+HORIZON = 10 * 366 * 86400  # a cron expression that doesn't fire within ten years never will
+_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    spec: CronSpec
+    zone: ZoneInfo
+    kind = "cron"
+
+    @property
+    def text(self) -> str:
+        return self.spec.text
+
+    def next_after(self, t: float) -> float | None:
+        """The first fire instant strictly after `t`, or None if none within the horizon."""
+        tl = timeline(self.zone)
+        limit = t + HORIZON
+        seg_start = tl.last_transition(t, _DAY)
+        cursor = t
+        while cursor < limit:
+            off = tl.offset(cursor)
+            seg_end = tl.next_transition(cursor, _DAY * 400)
+            hi_wall = wall(seg_end, off) if seg_end is not None else wall(cursor + _DAY * 400, off)
+            start_wall = wall(int(t) + 1, off) if cursor == t else wall(cursor, off)
+            if seg_start is not None:
+                prev_off = tl.offset(seg_start - 1)
+                lo_off = off if self.spec.wildcard else max(off, prev_off)
+                start_wall = max(start_wall, wall(seg_start, lo_off))
+                if not self.spec.wildcard and prev_off < off and seg_start > t:
+                    gap = self.spec.next_wall(wall(seg_start, prev_off), wall(seg_start, off))
+                    if gap is not None:
+                        return seg_start
+            found = self.spec.next_wall(start_wall, hi_wall)
+            if found is not None:
+                return instant(found, off)
+            if seg_end is None:
+                cursor = cursor + _DAY * 400
+                seg_start = None
+            else:
+                cursor = seg_end
+                seg_start = seg_end
+        return None
+
+
+@dataclass(frozen=True)
+class IntervalSchedule:
+    text: str
+    period: float
+    anchor: float
+    kind = "interval"
+
+    def next_after(self, t: float) -> float | None:
+        k = max(1, int((t - self.anchor) // self.period) + 1)
+        slot = self.anchor + k * self.period
+        while slot <= t:  # float rounding
+            k += 1
+            slot = self.anchor + k * self.period
+        return slot
+
+    def slots_between(self, after: float, until: float) -> int:
+        """How many slots fall in (after, until]."""
+        if until <= after:
+            return 0
+        first = self.next_after(after)
+        if first is None or first > until:
+            return 0
+        return int((until - first) // self.period) + 1
+
+
+@dataclass(frozen=True)
+class AtSchedule:
+    text: str
+    when: float
+    kind = "at"
+
+    def next_after(self, t: float) -> float | None:
+        return self.when if self.when > t else None
+
+
+@dataclass(frozen=True)
+class RebootSchedule:
+    text: str = "@reboot"
+    kind = "reboot"
+
+    def next_after(self, t: float) -> float | None:
+        return None
+
+
+Schedule = CronSchedule | IntervalSchedule | AtSchedule | RebootSchedule
+
+_EVERY = re.compile(r"^every\s+(.+)$", re.IGNORECASE)
+_AT = re.compile(r"^at\s+(.+)$", re.IGNORECASE)
+
+
+def parse_schedule(text: str, tz: str, hash_key: str = "", anchor: float = 0.0) -> Schedule:
+    """Parse a schedule; raise InvalidInput naming what is wrong."""
+    raw = " ".join(text.split())
+    if not raw:
+        raise InvalidInput("schedule is empty")
+    zone = load_zone(tz)
+    if raw.lower() == "@reboot":
+        return RebootSchedule()
+    m = _EVERY.match(raw)
+    if m:
+        period = parse_duration(m.group(1), "interval")
+        if period < 1:
+            raise InvalidInput(f"interval {m.group(1)!r} is shorter than the 1 s minimum")
+        return IntervalSchedule(raw, period, anchor)
+    m = _AT.match(raw)
+    if m:
+        return AtSchedule(raw, parse_at(m.group(1), zone))
+    return CronSchedule(parse_cron(raw, hash_key), zone)
+
+
+def parse_at(text: str, zone: ZoneInfo) -> float:
+    """`2026-12-01T09:00` in `zone`, or with its own offset (`+01:00`, `Z`)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    except ValueError:
+        raise InvalidInput(
+            f"one-shot time {text!r} is not an ISO date and time like 2026-12-01T09:00"
+        ) from None
+    if moment.tzinfo is not None:
+        return moment.timestamp()
+    return localize_first(moment.replace(microsecond=0), zone)
+
+
+def upcoming(schedule: Schedule, after: float, count: int) -> list[float]:
+    """The next `count` fire instants strictly after `after`."""
+    out: list[float] = []
+    t = after
+    while len(out) < count:
+        nxt = schedule.next_after(t)
+        if nxt is None:
+            break
+        out.append(nxt)
+        t = nxt
+    return out
+
+
+def check_fires(schedule: Schedule, now: float) -> None:
+    """Refuse a schedule that will never fire again: a past one-shot, an impossible date."""
+    if isinstance(schedule, RebootSchedule):
+        return
+    if schedule.next_after(now) is None:
+        if isinstance(schedule, AtSchedule):
+            raise InvalidInput(f"one-shot time {schedule.text!r} is in the past")
+        raise InvalidInput(f"schedule {schedule.text!r} never fires (no matching date within ten years)")
+
+
+__all__ = [
+    "AtSchedule",
+    "CronSchedule",
+    "IntervalSchedule",
+    "RebootSchedule",
+    "Schedule",
+    "check_fires",
+    "parse_schedule",
+    "upcoming",
+    "timedelta",
+]

@@ -1,0 +1,396 @@
+"""Schedule state and run history: `$HERMES_HOME/cron/state.db` (SQLite, WAL).
+
+jobs.json says what the jobs are; this database says where each one stands: its next run,
+the runs in flight and who watches them, and every run's record. The tick touches only the
+rows of due jobs through an index, which keeps the tick lock short with many jobs.
+
+A database that is corrupted, unreadable or writable by others is never replaced or
+repaired here: every use fails with a StoreError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .errors import LockBusy, StoreError
+from .fsutil import check_private_file
+from .jobs import Job
+from .paths import Home
+
+SCHEMA_VERSION = 1
+OPEN_STATES = ("claimed", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS sched (
+    job TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    next_run REAL,
+    last_slot REAL,
+    done INTEGER NOT NULL DEFAULT 0,
+    boot_id TEXT
+);
+CREATE INDEX IF NOT EXISTS sched_due ON sched(next_run) WHERE enabled = 1 AND next_run IS NOT NULL;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled REAL,
+    state TEXT NOT NULL,
+    status TEXT,
+    claimed_at REAL NOT NULL,
+    owner_pid INTEGER,
+    owner_start INTEGER,
+    started_at REAL,
+    ended_at REAL,
+    reaper_pid INTEGER,
+    reaper_start INTEGER,
+    job_pid INTEGER,
+    job_start INTEGER,
+    exit_code INTEGER,
+    signal INTEGER,
+    missed_count INTEGER,
+    first_missed REAL,
+    reason TEXT,
+    output TEXT,
+    output_bytes INTEGER,
+    replaces TEXT,
+    spec TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
+CREATE INDEX IF NOT EXISTS runs_open ON runs(state) WHERE state != 'done';
+CREATE INDEX IF NOT EXISTS runs_failed ON runs(ended_at) WHERE status IN ('failed', 'timed_out', 'interrupted');
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    run_id INTEGER,
+    error TEXT,
+    handled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS requests_open ON requests(id) WHERE handled = 0;
+"""
+
+_RUN_COLUMNS = (
+    "id job trigger scheduled state status claimed_at owner_pid owner_start started_at ended_at "
+    "reaper_pid reaper_start job_pid job_start exit_code signal missed_count first_missed reason "
+    "output output_bytes replaces spec"
+).split()
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    job: str
+    trigger: str
+    scheduled: float | None
+    state: str
+    status: str | None
+    claimed_at: float
+    owner_pid: int | None
+    owner_start: int | None
+    started_at: float | None
+    ended_at: float | None
+    reaper_pid: int | None
+    reaper_start: int | None
+    job_pid: int | None
+    job_start: int | None
+    exit_code: int | None
+    signal: int | None
+    missed_count: int | None
+    first_missed: float | None
+    reason: str | None
+    output: str | None
+    output_bytes: int | None
+    replaces: str | None
+    spec: str | None
+
+    @property
+    def job_spec(self) -> Job:
+        return Job.from_dict(json.loads(self.spec or "{}"))
+
+    @property
+    def replaced_ids(self) -> tuple[int, ...]:
+        return tuple(json.loads(self.replaces)) if self.replaces else ()
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return max(0.0, self.ended_at - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        from .zones import utc_iso
+
+        d = {k: getattr(self, k) for k in _RUN_COLUMNS if k not in ("spec", "replaces", "owner_start",
+                                                                  "reaper_start", "job_start")}
+        for key in ("scheduled", "claimed_at", "started_at", "ended_at", "first_missed"):
+            d[key] = utc_iso(d[key])
+        d["duration_s"] = None if self.duration is None else round(self.duration, 3)
+        d["replaces"] = list(self.replaced_ids)
+        return d
+
+
+@dataclass(frozen=True)
+class SchedRow:
+    job: str
+    fingerprint: str
+    enabled: bool
+    kind: str
+    next_run: float | None
+    last_slot: float | None
+    done: bool
+    boot_id: str | None
+
+
+def _translate(e: sqlite3.Error, path: str, busy_timeout: float) -> Exception:
+    text = str(e)
+    if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return LockBusy(f"the state database ({path}) stayed locked for more than {busy_timeout:g} s")
+    if "readonly" in text or "unable to open" in text or "permission" in text.lower():
+        return StoreError(f"can't write {path}: {text} (check its owner and mode)")
+    if isinstance(e, sqlite3.OperationalError) and "disk" not in text and "malformed" not in text:
+        return StoreError(f"{path}: {text}")
+    return StoreError(f"{path} is not a usable state database ({text}); it is left as it is")
+
+
+class State:
+    """A connection to state.db. Not shared across processes: each opens its own."""
+
+    def __init__(self, home: Home, busy_timeout: float = 5.0):
+        self.home = home
+        self.path = home.state
+        self.busy_timeout = busy_timeout
+        home.ensure()
+        self._check_file()
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, busy_timeout) from None
+        self.conn.row_factory = None
+        try:
+            self._setup()
+        except sqlite3.Error as e:
+            self.conn.close()
+            raise _translate(e, self.path, busy_timeout) from None
+        except BaseException:  # never leave the connection open on the way out
+            self.conn.close()
+            raise
+
+    def _check_file(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise StoreError(f"can't create {self.path}: {e.strerror}") from None
+            return
+        except OSError as e:
+            raise StoreError(f"can't read {self.path}: {e.strerror}") from None
+        check_private_file(st, self.path)
+        if not os.access(self.path, os.R_OK):
+            raise StoreError(f"can't read {self.path}: permission denied")
+
+    def _setup(self) -> None:
+        c = self.conn
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer hermes-cron (schema {version}; this one reads "
+                f"{SCHEMA_VERSION}); it is left as it is"
+            )
+        if c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=FULL")
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: one writer at a time, with the bounded busy wait."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, self.busy_timeout) from None
+        try:
+            yield self.conn
+        except BaseException:  # roll back whatever ended the transaction, then let it go on
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise _translate(e, self.path, self.busy_timeout) from None
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, self.busy_timeout) from None
+
+    # meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # schedule rows ----------------------------------------------------------------------
+
+    def sched_rows(self) -> dict[str, SchedRow]:
+        rows = self.query(
+            "SELECT job, fingerprint, enabled, kind, next_run, last_slot, done, boot_id FROM sched"
+        )
+        return {r[0]: SchedRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
+
+    def sched_row(self, job: str) -> SchedRow | None:
+        r = self.query(
+            "SELECT job, fingerprint, enabled, kind, next_run, last_slot, done, boot_id FROM sched WHERE job = ?",
+            (job,),
+        )
+        if not r:
+            return None
+        r0 = r[0]
+        return SchedRow(r0[0], r0[1], bool(r0[2]), r0[3], r0[4], r0[5], bool(r0[6]), r0[7])
+
+    def due(self, now: float) -> list[tuple[str, float]]:
+        return self.query(
+            "SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL AND next_run <= ? "
+            "ORDER BY next_run",
+            (now,),
+        )
+
+    def reboot_due(self, boot_id: str) -> list[str]:
+        return [
+            r[0]
+            for r in self.query(
+                "SELECT job FROM sched WHERE kind = 'reboot' AND enabled = 1 AND (boot_id IS NULL OR boot_id != ?)",
+                (boot_id,),
+            )
+        ]
+
+    def next_due(self) -> float | None:
+        r = self.query("SELECT MIN(next_run) FROM sched WHERE enabled = 1 AND next_run IS NOT NULL")
+        return r[0][0] if r else None
+
+    def upcoming(self, limit: int) -> list[tuple[str, float]]:
+        return self.query(
+            "SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL ORDER BY next_run LIMIT ?",
+            (limit,),
+        )
+
+    def advance(self, job: str, next_run: float | None, last_slot: float | None, done: bool) -> None:
+        self.conn.execute(
+            "UPDATE sched SET next_run = ?, last_slot = COALESCE(?, last_slot), done = ? WHERE job = ?",
+            (next_run, last_slot, int(done), job),
+        )
+
+    def mark_rebooted(self, job: str, boot_id: str) -> None:
+        self.conn.execute("UPDATE sched SET boot_id = ? WHERE job = ?", (boot_id, job))
+
+    # runs -------------------------------------------------------------------------------
+
+    def insert_run(self, **values: Any) -> int:
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cur = self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values.values()))
+        return int(cur.lastrowid)
+
+    def update_run(self, run_id: int, only_if_open: bool = True, **values: Any) -> bool:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        where = "id = ? AND state != 'done'" if only_if_open else "id = ?"
+        cur = self.conn.execute(f"UPDATE runs SET {sets} WHERE {where}", (*values.values(), run_id))
+        return cur.rowcount > 0
+
+    def _runs(self, where: str, params: tuple = (), tail: str = "") -> list[Run]:
+        rows = self.query(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE {where} {tail}", params)
+        return [Run(*r) for r in rows]
+
+    def run(self, run_id: int) -> Run | None:
+        found = self._runs("id = ?", (run_id,))
+        return found[0] if found else None
+
+    def open_runs(self) -> list[Run]:
+        return self._runs("state != 'done'", (), "ORDER BY id")
+
+    def history(self, job: str, limit: int) -> list[Run]:
+        return self._runs("job = ?", (job, limit if limit > 0 else -1), "ORDER BY id DESC LIMIT ?")
+
+    def latest_run(self, job: str, with_output: bool = False) -> Run | None:
+        cond = "job = ? AND output IS NOT NULL" if with_output else "job = ?"
+        found = self._runs(cond, (job,), "ORDER BY id DESC LIMIT 1")
+        return found[0] if found else None
+
+    def recent_failures(self, limit: int) -> list[Run]:
+        return self._runs(
+            "status IN ('failed', 'timed_out', 'interrupted')", (limit,), "ORDER BY ended_at DESC LIMIT ?"
+        )
+
+    def last_statuses(self) -> dict[str, tuple[str | None, float | None]]:
+        rows = self.query(
+            "SELECT r.job, r.status, r.ended_at FROM runs r JOIN "
+            "(SELECT job, MAX(id) AS id FROM runs WHERE state = 'done' GROUP BY job) m ON r.id = m.id"
+        )
+        return {job: (status, ended) for job, status, ended in rows}
+
+    def prune(self, job: str, keep: int) -> list[int]:
+        """Drop all but the newest `keep` finished runs of `job`; return the dropped ids."""
+        rows = self.query(
+            "SELECT id FROM runs WHERE job = ? AND state = 'done' ORDER BY id DESC LIMIT -1 OFFSET ?",
+            (job, keep),
+        )
+        ids = [r[0] for r in rows]
+        if ids:
+            self.conn.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+        return ids
+
+    # trigger requests -------------------------------------------------------------------
+
+    def add_request(self, job: str, now: float) -> int:
+        with self.transaction():
+            cur = self.conn.execute("INSERT INTO requests(job, requested_at) VALUES (?, ?)", (job, now))
+            return int(cur.lastrowid)
+
+    def open_requests(self) -> list[tuple[int, str, float]]:
+        return self.query("SELECT id, job, requested_at FROM requests WHERE handled = 0 ORDER BY id")
+
+    def answer_request(self, request_id: int, run_id: int | None, error: str | None) -> None:
+        self.conn.execute(
+            "UPDATE requests SET handled = 1, run_id = ?, error = ? WHERE id = ?", (run_id, error, request_id)
+        )
+
+    def request(self, request_id: int) -> tuple[int, int | None, str | None] | None:
+        r = self.query("SELECT handled, run_id, error FROM requests WHERE id = ?", (request_id,))
+        return r[0] if r else None
+
+    def counts(self) -> dict[str, int]:
+        r = self.query(
+            "SELECT SUM(enabled = 1 AND done = 0), SUM(enabled = 0), SUM(done = 1) FROM sched"
+        )[0]
+        return {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0}

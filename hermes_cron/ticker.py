@@ -1,0 +1,221 @@
+"""One tick's scheduling step: under `.tick.lock`, and only under it, bring the schedule state
+in line with jobs.json, pick the due jobs, apply the misfire and overlap policies, advance
+each job's next run, and record every dispatch durably as a claimed run. Nothing here starts
+a process: the caller hands the claims to the dispatcher after the lock is released.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from . import jobstore
+from .errors import StoreError
+from .jobs import Job
+from .jobstore import Definitions
+from .locks import FileLock
+from .paths import Home
+from .policy import Decision, decide
+from .procinfo import ProcId
+from .schedule import AtSchedule
+from .state import State
+
+TICK_LOCK_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run recorded as claimed, to be started once the tick lock is released."""
+
+    run_id: int
+    job: Job
+    scheduled: float | None
+    trigger: str
+    replaces: tuple[int, ...] = ()
+
+
+@dataclass
+class TickReport:
+    now: float
+    claims: list[Claim] = field(default_factory=list)
+    skipped: list[tuple[str, float, int]] = field(default_factory=list)
+    missed: list[tuple[str, int, bool, float, float]] = field(default_factory=list)
+    requests: list[tuple[int, int | None, str | None]] = field(default_factory=list)
+    lock_held: float = 0.0
+    synced: bool = False
+
+
+def initial_next_run(job: Job, now: float) -> float | None:
+    """Where a new (or rescheduled, or resumed) job starts: its first slot after now.
+    A one-shot keeps its time even if past, so the misfire policy decides about it."""
+    sched = job.compiled
+    if isinstance(sched, AtSchedule):
+        return sched.when
+    return sched.next_after(now)
+
+
+class Scheduler:
+    """Claims due runs for one home. Holds a State connection and a cache of jobs.json."""
+
+    def __init__(self, home: Home, state: State, owner: ProcId, boot_id: str,
+                 lock_timeout: float = TICK_LOCK_TIMEOUT):
+        self.home = home
+        self.state = state
+        self.owner = owner
+        self.boot_id = boot_id
+        self.lock_timeout = lock_timeout
+        self._defs: Definitions | None = None
+
+    @property
+    def definitions(self) -> Definitions:
+        sig = jobstore.signature(self.home.jobs)
+        if self._defs is None or self._defs.sig != sig:
+            self._defs = jobstore.load(self.home)
+        return self._defs
+
+    def tick(self, now: float | None = None, scheduled: bool = True, requests: bool = True) -> TickReport:
+        """Claim what is due at `now` (default: the current time) and return the claims."""
+        lock = FileLock(self.home.tick_lock, "the tick lock")
+        lock.acquire(self.lock_timeout)
+        try:
+            t0 = time.monotonic()
+            now = time.time() if now is None else now
+            report = TickReport(now)
+            with self.state.transaction():
+                report.synced = self._sync(now)
+                in_flight = None
+                if scheduled:
+                    due = self.state.due(now)
+                    reboot = self.state.reboot_due(self.boot_id)
+                    if due or reboot:
+                        in_flight = self._in_flight()
+                        for name, first in due:
+                            self._decide(name, first, now, in_flight, report)
+                        for name in reboot:
+                            self._claim(self._job(name), now, now, "reboot", (), report)
+                            self.state.mark_rebooted(name, self.boot_id)
+                if requests:
+                    open_requests = self.state.open_requests()
+                    if open_requests:
+                        in_flight = in_flight if in_flight is not None else self._in_flight()
+                        for request_id, name, requested_at in open_requests:
+                            self._answer(request_id, name, now, in_flight, report)
+            report.lock_held = time.monotonic() - t0
+            return report
+        finally:
+            lock.release()
+
+    # steps ------------------------------------------------------------------------------
+
+    def _sync(self, now: float) -> bool:
+        """Reconcile schedule rows with jobs.json if it changed since the last reconcile."""
+        defs = self.definitions
+        if self.state.get_meta("defs_sig") == defs.sig.text():
+            return False
+        reconcile(self.state, defs, now, self.boot_id)
+        return True
+
+    def _job(self, name: str) -> Job:
+        job = self.definitions.jobs.get(name)
+        if job is None:  # reconcile keeps rows and definitions in step; this is a bug if seen
+            raise StoreError(f"schedule row for {name!r} has no definition in {self.home.jobs}")
+        return job
+
+    def _in_flight(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for run in self.state.open_runs():
+            out.setdefault(run.job, []).append(run.id)
+        return out
+
+    def _decide(self, name: str, first: float, now: float, in_flight: dict[str, list[int]],
+                report: TickReport) -> None:
+        job = self._job(name)
+        d: Decision = decide(job.compiled, first, now, job.misfire_grace, job.overlap,
+                             tuple(in_flight.get(name, ())))
+        if d.missed is not None:
+            self.state.insert_run(
+                job=name, trigger="schedule", scheduled=d.missed.newest, state="done", status="missed",
+                claimed_at=now, ended_at=now, missed_count=d.missed.count, first_missed=d.missed_first,
+                reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) passed unrun "
+                "(daemon down, machine asleep, or later than the misfire grace)",
+            )
+            report.missed.append((name, d.missed.count, d.missed.capped, d.missed_first or first, d.missed.newest))
+        if d.fire is not None:
+            if d.skipped:
+                run_id = self.state.insert_run(
+                    job=name, trigger="schedule", scheduled=d.fire, state="done", status="skipped",
+                    claimed_at=now, ended_at=now,
+                    reason=f"run(s) {', '.join(map(str, in_flight[name]))} still in flight (overlap: skip)",
+                )
+                report.skipped.append((name, d.fire, run_id))
+            else:
+                run_id = self._claim(job, d.fire, now, "schedule", d.replaces, report)
+                in_flight.setdefault(name, []).append(run_id)
+        self.state.advance(name, d.next_run, d.fire if d.fire is not None else (d.missed.newest if d.missed else None), d.done)
+
+    def _claim(self, job: Job, scheduled: float | None, now: float, trigger: str,
+               replaces: tuple[int, ...], report: TickReport) -> int:
+        run_id = self.state.insert_run(
+            job=job.name, trigger=trigger, scheduled=scheduled, state="claimed", claimed_at=now,
+            owner_pid=self.owner.pid, owner_start=self.owner.start,
+            replaces=json.dumps(list(replaces)) if replaces else None,
+            spec=json.dumps(job.to_dict()),
+        )
+        report.claims.append(Claim(run_id, job, scheduled, trigger, replaces))
+        return run_id
+
+    def _answer(self, request_id: int, name: str, now: float, in_flight: dict[str, list[int]],
+                report: TickReport) -> None:
+        job = self.definitions.jobs.get(name)
+        if job is None:
+            self.state.answer_request(request_id, None, f"no job named {name!r}")
+            report.requests.append((request_id, None, f"no job named {name!r}"))
+            return
+        running = tuple(in_flight.get(name, ()))
+        if running and job.overlap == "skip":
+            run_id = self.state.insert_run(
+                job=name, trigger="manual", scheduled=now, state="done", status="skipped",
+                claimed_at=now, ended_at=now,
+                reason=f"run(s) {', '.join(map(str, running))} still in flight (overlap: skip)",
+            )
+            report.skipped.append((name, now, run_id))
+        else:
+            replaces = running if job.overlap == "replace" else ()
+            run_id = self._claim(job, now, now, "manual", replaces, report)
+            in_flight.setdefault(name, []).append(run_id)
+        self.state.answer_request(request_id, run_id, None)
+        report.requests.append((request_id, run_id, None))
+
+
+def reconcile(state: State, defs: Definitions, now: float, boot_id: str) -> None:
+    """Bring the schedule rows in line with the definitions (inside a transaction).
+
+    A new job, or one whose schedule, zone or anchor changed, starts from its first slot after
+    now. A resumed job does too: the time it spent paused is not caught up. @reboot jobs
+    added during a boot first run at the next boot, as in cron.
+    """
+    rows = state.sched_rows()
+    conn = state.conn
+    for name, job in defs.jobs.items():
+        row = rows.get(name)
+        if row is None:
+            conn.execute(
+                "INSERT INTO sched(job, fingerprint, enabled, kind, next_run, done, boot_id) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (name, job.fingerprint, int(job.enabled), job.kind, initial_next_run(job, now), boot_id),
+            )
+        elif row.fingerprint != job.fingerprint:
+            conn.execute(
+                "UPDATE sched SET fingerprint = ?, enabled = ?, kind = ?, next_run = ?, done = 0, "
+                "boot_id = COALESCE(boot_id, ?) WHERE job = ?",
+                (job.fingerprint, int(job.enabled), job.kind, initial_next_run(job, now), boot_id, name),
+            )
+        elif row.enabled != job.enabled:
+            if job.enabled and not row.done:
+                conn.execute("UPDATE sched SET enabled = 1, next_run = ? WHERE job = ?",
+                             (initial_next_run(job, now), name))
+            else:
+                conn.execute("UPDATE sched SET enabled = ? WHERE job = ?", (int(job.enabled), name))
+    for name in rows.keys() - defs.jobs.keys():
+        conn.execute("DELETE FROM sched WHERE job = ?", (name,))
+    state.set_meta("defs_sig", defs.sig.text())
