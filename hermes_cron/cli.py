@@ -287,13 +287,12 @@ def list_(as_json: bool) -> None:
     if not views:
         click.echo("no jobs (add one with: hermes-cron add NAME --schedule EXPR -- COMMAND)")
         return
-    click.echo(f"{'NAME':<18} {'SCHEDULE':<17} {'NEXT RUN':<25} {'LAST':<10} STATE")
+    click.echo(f"{'NAME':<16} {'SCHEDULE':<15} {'NEXT RUN':<25} {'LAST':<10} STATE")
     for v in views:
-        nxt = format_instant(v.next_run, load_zone(v.job.tz))[:22] if v.next_run else "-"
-        last = v.last_status or "-"
-        state = v.state_text + (f" ({v.running} running)" if v.running else "")
-        click.echo(f"{_clip(v.job.name, 18):<18} {_clip(v.job.schedule, 17):<17} {nxt:<25} "
-                   f"{_clip(last, 10):<10} {state}")
+        nxt = format_instant(v.next_run, load_zone(v.job.tz)) if v.next_run else "-"
+        state = f"running:{v.running}" if v.running else v.state_text
+        click.echo(f"{_clip(v.job.name, 16):<16} {_clip(v.job.schedule, 15):<15} {nxt:<25} "
+                   f"{_clip(v.last_status or '-', 10):<10} {state}".rstrip())
 
 
 @cli.command()
@@ -346,7 +345,8 @@ def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: st
     import time
 
     from .schedule import RebootSchedule, check_fires, parse_at, parse_schedule, upcoming
-    from .zones import format_instant, load_zone, local_zone_name, utc_iso
+    from .zones import format_instant, load_zone, local_zone_name
+    from .zones_lite import utc_iso
 
     tz = tz or local_zone_name()
     zone = load_zone(tz)
@@ -423,6 +423,254 @@ def _daemon_argv(home: str) -> list[str]:
     if "--home" not in " ".join(args):
         args = ["--home", home, *args]
     return [sys.executable, "-m", "hermes_cron", *args]
+
+
+# ---------------------------------------------------------------------------------------
+# operating the daemon
+
+_RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--log-format", "--log-file",
+                "--log-level")
+
+
+def _daemon_options(f):
+    for option in reversed([
+        click.option("--tick-interval", type=click.FloatRange(min=0.1), help="As for run."),
+        click.option("--heartbeat-every", type=click.IntRange(min=1), help="As for run."),
+        click.option("--max-concurrent", type=click.IntRange(min=1), help="As for run."),
+        click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), help="As for run."),
+        click.option("--log-file", type=click.Path(dir_okay=False), help="As for run (default: cron/daemon.log)."),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="As for run."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _run_args(opts: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for flag in _RUN_OPTIONS:
+        value = opts.get(flag[2:].replace("-", "_"))
+        if value is not None:
+            args += [flag, os.path.abspath(value) if flag == "--log-file" else str(value)]
+    return args
+
+
+def _start(run_args: list[str]) -> None:
+    from .control import start as start_daemon
+
+    proc, already = start_daemon(_ctx().home, run_args)
+    if already:
+        click.echo(f"hermes-cron is already running (pid {proc.pid})")
+    else:
+        click.echo(f"hermes-cron started (pid {proc.pid})")
+
+
+@cli.command()
+@_daemon_options
+@_home_option
+def start(**opts: Any) -> None:
+    """Start the daemon in the background; returns once it has ticked."""
+    _start(_run_args(opts))
+
+
+def _stop(timeout: float, jobs: bool) -> None:
+    from .control import stop as stop_daemon
+    from .service import stop_runs
+
+    home = _ctx().home
+    found, killed = stop_daemon(home, timeout)
+    if found.proc is None:
+        if found.info is not None:
+            click.echo(f"hermes-cron is not running (removed a stale pidfile: {found.describe_stale()})")
+        else:
+            click.echo("hermes-cron is not running")
+    else:
+        click.echo(f"hermes-cron stopped (pid {found.proc.pid}{', with SIGKILL' if killed else ''})")
+    if jobs:
+        n = stop_runs(home, "stopped by hermes-cron stop --jobs")
+        click.echo(f"stopped {n} running job(s)" if n else "no jobs were running")
+
+
+@cli.command()
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.option("--jobs", is_flag=True, help="Also stop running jobs (TERM, then KILL after their kill grace).")
+@_home_option
+def stop(timeout: float, jobs: bool) -> None:
+    """Stop the daemon. Running jobs go on unless --jobs is given."""
+    _stop(timeout, jobs)
+
+
+@cli.command()
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0))
+@_daemon_options
+@_home_option
+def restart(timeout: float, **opts: Any) -> None:
+    """Stop, then start with the same options (or the ones given here)."""
+    from .control import lookup
+
+    run_args = _run_args(opts)
+    found = lookup(_ctx().home)
+    if not run_args and found.info is not None and found.info.argv:
+        argv = found.info.argv
+        run_args = argv[argv.index("run") + 1:] if "run" in argv else []
+    _stop(timeout, False)
+    _start(run_args)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option
+def status(as_json: bool) -> None:
+    """Is the daemon running and healthy? Exit 0 healthy, 1 dead with a pidfile, 3 not running,
+    150 running but unhealthy."""
+    from .control import status_report
+
+    report, code = status_report(_ctx().home)
+    if as_json:
+        _emit_json({**report, "exit_code": code})
+    else:
+        _print_status(report, code)
+    sys.exit(code)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    from .durations import format_duration
+
+    return format_duration(round(seconds)) if seconds >= 1 else f"{seconds:.1f}s"
+
+
+def _print_status(r: dict[str, Any], code: int) -> None:
+    import time
+
+    from .zones_lite import utc_iso
+
+    verdict = {0: "running", 1: "dead (pidfile left behind)", 3: "not running", 150: "running but UNHEALTHY"}[code]
+    lines = [("hermes-cron", f"{verdict}" + (f", pid {r['pid']}, up {_age(r['uptime_s'])}" if r["running"] else "")),
+             ("home", r["home"]), ("version", r["version"])]
+    if r["stale_pidfile"]:
+        lines.append(("pidfile", f"stale: {r['stale_pidfile']}"))
+    if r["running"]:
+        if r["heartbeat_age_s"] is None:
+            lines.append(("heartbeat", "none yet"))
+        else:
+            stale = " STALE" if r["heartbeat_stale"] else ""
+            lines.append(("heartbeat", f"{_age(r['heartbeat_age_s'])} ago (stale after "
+                                       f"{_age(r['heartbeat_stale_after_s'])}){stale}, {r['ticks']} ticks"))
+        last_ok = r["last_ok_tick"]
+        lines.append(("last good tick", f"{utc_iso(last_ok)} ({_age(time.time() - last_ok)} ago)" if last_ok else "never"))
+    if r["last_error"]:
+        e = r["last_error"]
+        lines.append(("last error", f"{utc_iso(e.get('time'))} {e.get('kind')}: {e.get('message')}"))
+    if r["store_error"]:
+        lines.append(("store", f"UNREADABLE: {r['store_error']}"))
+    j = r["jobs"]
+    lines.append(("jobs", f"{j.get('enabled', 0)} enabled, {j.get('paused', 0)} paused, {j.get('completed', 0)} completed"))
+    lines.append(("running", ", ".join(f"{x['job']} (run {x['run_id']}, {_age(x['age_s'])})" for x in r["in_flight"])
+                  or "none"))
+    for i, n in enumerate(r["next"]):
+        lines.append(("next" if i == 0 else "", f"{n['at']}  {n['job']}"))
+    for i, f in enumerate(r["recent_failures"]):
+        what = f["status"] + (f" (exit {f['exit_code']})" if f["exit_code"] is not None else "") + \
+            (f" (signal {f['signal']})" if f["signal"] else "")
+        lines.append(("failures" if i == 0 else "", f"{f['ended']}  {f['job']} run {f['run_id']}: {what}"))
+    for key, value in lines:
+        click.echo(f"{key + (':' if key else ''):<16}{value}")
+
+
+# ---------------------------------------------------------------------------------------
+# jobs at work
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--wait", is_flag=True, help="Follow the run to its end and exit with the job's exit status.")
+@_home_option
+def trigger(name: str, wait: bool) -> None:
+    """Run a job now (the overlap policy holds). Asks a running daemon; without one, runs it here."""
+    from .service import run_exit_status, trigger as trigger_job, wait_run
+
+    home = _ctx().home
+    run_id, here = trigger_job(home, name)
+    run = wait_run(home, run_id) if (wait or here) else None
+    if run is None:
+        click.echo(f"triggered {name}: run {run_id}")
+        return
+    click.echo(f"{name} run {run_id}: {_status_text(run)}")
+    if wait:
+        sys.exit(run_exit_status(run.status, run.exit_code, run.signal))
+
+
+def _status_text(run) -> str:
+    text = run.status or run.state
+    if run.exit_code is not None and run.status != "succeeded":
+        text += f" (exit {run.exit_code})"
+    if run.signal:
+        text += f" (signal {run.signal})"
+    if run.status == "missed" and run.missed_count:
+        text += f" x{run.missed_count}"
+    return text
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(min=0), help="0 for all.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option
+def history(name: str, limit: int, as_json: bool) -> None:
+    """A job's runs, newest first: scheduled time, start, duration, status, exit code or signal."""
+    from .service import history as job_history
+    from .zones_lite import utc_iso
+
+    found = job_history(_ctx().home, name, limit)
+    if as_json:
+        _emit_json([r.to_dict() for r in found])
+        return
+    click.echo(f"{'RUN':>6}  {'SCHEDULED':<20} {'STARTED':<20} {'DURATION':>9}  STATUS")
+    for r in found:
+        duration = "-" if r.duration is None else f"{r.duration:.2f}s" if r.duration < 60 else _age(r.duration)
+        started = (utc_iso(r.started_at) or "-")[:19].replace("T", " ")
+        scheduled = (utc_iso(r.scheduled) or "-")[:19].replace("T", " ")
+        click.echo(f"{r.id:>6}  {scheduled:<20} {started:<20} {duration:>9}  {_status_text(r)}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--run", "run_id", type=int, help="Which run (default: the latest).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing while the run goes on.")
+@_home_option
+def logs(name: str, run_id: int | None, follow: bool) -> None:
+    """Print a run's output (stdout and stderr), the latest run by default."""
+    import time
+
+    from .runner import RunFiles
+    from .service import run_output
+
+    home = _ctx().home
+    run = run_output(home, name, run_id)
+    path = RunFiles(home.run_dir(run.job, run.id)).output
+    out = sys.stdout.buffer
+    offset = 0
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            out.write(chunk)
+            out.flush()
+            offset += len(chunk)
+        if not follow:
+            return
+        current = run_output(home, name, run.id)
+        if current.state == "done":
+            if not chunk:
+                return
+            continue
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------

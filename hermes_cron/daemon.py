@@ -28,7 +28,7 @@ from .paths import Home
 from .procinfo import ProcId, boot_id
 from .state import State
 from .ticker import Scheduler, TickReport
-from .zones import utc_iso
+from .zones_lite import utc_iso
 
 FINE_SLEEP = 0.002  # the last stretch before a deadline is slept with nanosleep, not epoll
 

@@ -15,14 +15,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from . import runner
+from . import faults, runner
 from .jobs import Job
 from .paths import Home
 from .procinfo import ProcId
 from .runner import RunFiles, Target
 from .state import Run, State
 from .ticker import Claim
-from .zones import utc_iso
+from .zones_lite import utc_iso
 
 
 @dataclass
@@ -74,6 +74,8 @@ class Dispatcher:
 
     def start_queued(self, announce: list[Claim] | tuple[Claim, ...] = ()) -> None:
         started: list[tuple[Claim, ProcId | None, float]] = []
+        if self.queue:
+            faults.hit("dispatch.claimed")
         while self.queue and self._has_room():
             claim = self.queue.popleft()
             targets = self._targets(claim)
@@ -240,17 +242,24 @@ class Dispatcher:
 
     # adoption ---------------------------------------------------------------------------
 
+    def collect(self) -> list[Run]:
+        """Record every finished run whose result file waits; return the runs still open."""
+        still_open = []
+        for run in self.state.open_runs():
+            result = self.files(run.job, run.id).read_result()
+            if result is not None:
+                self.record(run, result)
+            else:
+                still_open.append(run)
+        return still_open
+
     def recover(self, now: float) -> None:
         """Settle runs in flight that nobody alive answers for, and record finished results."""
         queued = {c.run_id for c in self.queue}
-        for run in self.state.open_runs():
+        for run in self.collect():
             if run.id in self.watched or run.id in queued:
                 continue
             files = self.files(run.job, run.id)
-            result = files.read_result()
-            if result is not None:
-                self.record(run, result)
-                continue
             owner = _proc(run.owner_pid, run.owner_start)
             if owner is not None and owner != self.owner and owner.alive():
                 continue

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import InvalidInput
 from .schedule import Schedule, parse_schedule
-from .zones import utc_iso
+from .zones_lite import utc_iso
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -130,7 +130,7 @@ class JobView:
     running: int
 
     def to_dict(self) -> dict[str, Any]:
-        from .zones import utc_iso
+        from .zones_lite import utc_iso
 
         return {
             **self.job.to_dict(),
@@ -156,6 +156,7 @@ def job_views(home: Home, names: list[str] | None = None) -> list[JobView]:
     if os.path.exists(home.state):
         state = State(home)
         try:
+            collect_results(home, state)
             rows = state.sched_rows()
             last = state.last_statuses()
             for run in state.open_runs():
@@ -176,3 +177,180 @@ def job_views(home: Home, names: list[str] | None = None) -> list[JobView]:
         status, ended = last.get(name, (None, None))
         out.append(JobView(job, next_run, completed, status, ended, running.get(name, 0)))
     return out
+
+
+def collect_results(home: Home, state: State) -> None:
+    """Record runs that finished while no daemon was watching (their result files wait)."""
+    from .dispatch import Dispatcher
+    from .logs import Silent
+    from .procinfo import ProcId
+
+    Dispatcher(home, state, ProcId.me(), Silent()).collect()
+
+
+# ---------------------------------------------------------------------------------------
+# jobs at work: trigger, history, logs
+
+EXIT_SKIPPED = 75  # EX_TEMPFAIL: `trigger --wait` found the job still running (overlap: skip)
+EXIT_TIMED_OUT = 124  # as timeout(1)
+
+
+def run_exit_status(status: str | None, exit_code: int | None, sig: int | None) -> int:
+    """The exit status `trigger --wait` reports for a run."""
+    if status == "succeeded":
+        return 0
+    if status == "timed_out":
+        return EXIT_TIMED_OUT
+    if status == "skipped":
+        return EXIT_SKIPPED
+    if exit_code is not None:
+        return exit_code
+    if sig is not None:
+        return 128 + sig
+    return 1
+
+
+def trigger(home: Home, name: str, answer_timeout: float = 10.0) -> tuple[int, bool]:
+    """Run a job now through the same claim path as a scheduled run (so the overlap policy
+    holds). With a daemon running, it is asked to dispatch at once (SIGUSR1); without one,
+    this process runs the job itself, in the foreground, and records it.
+
+    Returns (run id, whether this process ran it)."""
+    from .control import lookup
+    from .dispatch import Dispatcher
+    from .errors import DaemonError
+    from .logs import Silent
+    from .procinfo import ProcId
+    from .ticker import Scheduler
+
+    jobstore.load(home).get(name)
+    state = State(home)
+    try:
+        request_id = state.add_request(name, time.time())
+        found = lookup(home)
+        if found.proc is None:
+            me = ProcId.me()
+            report = Scheduler(home, state, me, boot_id()).tick(only_requests={request_id})
+            if report.claims:
+                dispatcher = Dispatcher(home, state, me, Silent())
+                dispatcher.submit(report.claims)
+                try:
+                    dispatcher.wait_children()
+                except KeyboardInterrupt:
+                    _stop_run(home, state, report.claims[0].run_id, "interrupted from the terminal")
+                    dispatcher.wait_children()
+                    raise
+        else:
+            os.kill(found.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + answer_timeout
+        while True:
+            answer = state.request(request_id)
+            if answer is not None and answer[0]:
+                break
+            if time.monotonic() > deadline:
+                raise DaemonError(f"the daemon (pid {found.proc.pid if found.proc else '?'}) did not take the "
+                                  f"request within {answer_timeout:g} s; it stays queued for its next tick")
+            time.sleep(0.01)
+        _, run_id, error = answer
+        if error:
+            raise JobNotFound(error)
+        assert run_id is not None
+        return run_id, found.proc is None
+    finally:
+        state.close()
+
+
+def wait_run(home: Home, run_id: int, poll: float = 0.05):  # -> state.Run
+    """Follow a run until it is recorded as done."""
+    state = State(home)
+    try:
+        while True:
+            collect_results(home, state)
+            run = state.run(run_id)
+            if run is None or run.state == "done":
+                return run
+            time.sleep(poll)
+    finally:
+        state.close()
+
+
+def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
+    from .procinfo import ProcId
+    from .runner import RunFiles, request_stop
+
+    run = state.run(run_id)
+    if run is None or run.state == "done":
+        return
+    files = RunFiles(home.run_dir(run.job, run.id))
+    token = files.read_token() or {}
+    reaper = (ProcId(token["reaper_pid"], token["reaper_start"]) if "reaper_pid" in token else None)
+    request_stop(files, reaper, files.read_job_pid(), reason)
+
+
+def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
+    """Stop every run in flight, group by group (TERM, then KILL after each job's kill grace),
+    wait for them, and record them. Returns how many were asked to stop."""
+    from .runner import RunFiles
+
+    state = State(home)
+    try:
+        collect_results(home, state)
+        open_runs = state.open_runs()
+        for run in open_runs:
+            _stop_run(home, state, run.id, reason)
+        grace = max((r.job_spec.kill_grace for r in open_runs if r.spec), default=0.0)
+        deadline = time.monotonic() + (timeout if timeout is not None else grace + 10.0)
+        while time.monotonic() < deadline:
+            collect_results(home, state)
+            left = [r for r in state.open_runs() if r.id in {o.id for o in open_runs}]
+            if not any(_run_alive(home, r) for r in left):
+                break
+            time.sleep(0.05)
+        collect_results(home, state)
+        from .dispatch import Dispatcher
+        from .logs import Silent
+        from .procinfo import ProcId
+
+        Dispatcher(home, state, ProcId.me(), Silent()).recover(time.time())
+        return len(open_runs)
+    finally:
+        state.close()
+
+
+def _run_alive(home: Home, run) -> bool:
+    from .procinfo import ProcId
+    from .runner import RunFiles
+
+    files = RunFiles(home.run_dir(run.job, run.id))
+    token = files.read_token() or {}
+    if "reaper_pid" in token and ProcId(token["reaper_pid"], token["reaper_start"]).alive():
+        return True
+    job = files.read_job_pid()
+    return job is not None and job.alive()
+
+
+def history(home: Home, name: str, limit: int):  # -> list[state.Run]
+    state = State(home)
+    try:
+        collect_results(home, state)
+        found = state.history(name, limit)
+    finally:
+        state.close()
+    if not found:
+        jobstore.load(home).get(name)  # JobNotFound for a name that never existed
+    return found
+
+
+def run_output(home: Home, name: str, run_id: int | None):  # -> state.Run
+    """The run whose output to show: `run_id`, or the job's latest run that has output."""
+    state = State(home)
+    try:
+        collect_results(home, state)
+        run = state.run(run_id) if run_id is not None else state.latest_started(name)
+    finally:
+        state.close()
+    if run is None or run.job != name:
+        jobstore.load(home).get(name)
+        what = f"run {run_id}" if run_id is not None else "a run with output"
+        raise JobNotFound(f"job {name!r} has no {what}")
+    return run

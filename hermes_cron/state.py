@@ -127,7 +127,7 @@ class Run:
         return max(0.0, self.ended_at - self.started_at)
 
     def to_dict(self) -> dict[str, Any]:
-        from .zones import utc_iso
+        from .zones_lite import utc_iso
 
         d = {k: getattr(self, k) for k in _RUN_COLUMNS if k not in ("spec", "replaces", "owner_start",
                                                                   "reaper_start", "job_start")}
@@ -342,9 +342,10 @@ class State:
     def history(self, job: str, limit: int) -> list[Run]:
         return self._runs("job = ?", (job, limit if limit > 0 else -1), "ORDER BY id DESC LIMIT ?")
 
-    def latest_run(self, job: str, with_output: bool = False) -> Run | None:
-        cond = "job = ? AND output IS NOT NULL" if with_output else "job = ?"
-        found = self._runs(cond, (job,), "ORDER BY id DESC LIMIT 1")
+    def latest_started(self, job: str) -> Run | None:
+        """The job's newest run that got as far as starting (so it has an output file)."""
+        found = self._runs("job = ? AND state != 'claimed' AND status IS NOT 'skipped' AND status IS NOT 'missed'",
+                           (job,), "ORDER BY id DESC LIMIT 1")
         return found[0] if found else None
 
     def recent_failures(self, limit: int) -> list[Run]:
@@ -355,7 +356,8 @@ class State:
     def last_statuses(self) -> dict[str, tuple[str | None, float | None]]:
         rows = self.query(
             "SELECT r.job, r.status, r.ended_at FROM runs r JOIN "
-            "(SELECT job, MAX(id) AS id FROM runs WHERE state = 'done' GROUP BY job) m ON r.id = m.id"
+            "(SELECT job, MAX(id) AS id FROM runs WHERE state = 'done' AND status NOT IN ('skipped', 'missed') "
+            "GROUP BY job) m ON r.id = m.id"
         )
         return {job: (status, ended) for job, status, ended in rows}
 

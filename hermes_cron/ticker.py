@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from . import jobstore
+from . import faults, jobstore
 from .errors import StoreError
 from .jobs import Job
 from .jobstore import Definitions
@@ -74,8 +74,11 @@ class Scheduler:
             self._defs = jobstore.load(self.home)
         return self._defs
 
-    def tick(self, now: float | None = None, scheduled: bool = True, requests: bool = True) -> TickReport:
-        """Claim what is due at `now` (default: the current time) and return the claims."""
+    def tick(self, now: float | None = None, only_requests: set[int] | None = None) -> TickReport:
+        """Claim what is due at `now` (default: the current time) and return the claims.
+
+        With `only_requests`, claim nothing but those trigger requests (a command running a job
+        in the foreground when no daemon runs)."""
         lock = FileLock(self.home.tick_lock, "the tick lock")
         lock.acquire(self.lock_timeout)
         try:
@@ -83,9 +86,10 @@ class Scheduler:
             now = time.time() if now is None else now
             report = TickReport(now)
             with self.state.transaction():
+                faults.hit("tick.locked")
                 report.synced = self._sync(now)
                 in_flight = None
-                if scheduled:
+                if only_requests is None:
                     due = self.state.due(now)
                     reboot = self.state.reboot_due(self.boot_id)
                     if due or reboot:
@@ -95,12 +99,12 @@ class Scheduler:
                         for name in reboot:
                             self._claim(self._job(name), now, now, "reboot", (), report)
                             self.state.mark_rebooted(name, self.boot_id)
-                if requests:
-                    open_requests = self.state.open_requests()
-                    if open_requests:
-                        in_flight = in_flight if in_flight is not None else self._in_flight()
-                        for request_id, name, requested_at in open_requests:
-                            self._answer(request_id, name, now, in_flight, report)
+                open_requests = [r for r in self.state.open_requests()
+                                 if only_requests is None or r[0] in only_requests]
+                if open_requests:
+                    in_flight = in_flight if in_flight is not None else self._in_flight()
+                    for request_id, name, requested_at in open_requests:
+                        self._answer(request_id, name, now, in_flight, report)
             report.lock_held = time.monotonic() - t0
             return report
         finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -154,11 +154,3 @@ def localize_first(wall_time: datetime, zone: ZoneInfo) -> float:
 def format_instant(ts: float, zone: ZoneInfo) -> str:
     """`2027-03-28 03:00:00+02:00` style: the wall time in `zone` with its UTC offset."""
     return datetime.fromtimestamp(ts, zone).isoformat(sep=" ", timespec="seconds")
-
-
-def utc_iso(ts: float | None) -> str | None:
-    """An instant as ISO 8601 UTC with a Z, or None."""
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")

@@ -1,0 +1,232 @@
+"""Controlling the daemon process: start it in the background, stop it, and find out whether
+the process a pidfile names is really our daemon before sending it anything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from .contract import PidInfo, read_heartbeat, read_pidfile, verify
+from .errors import DaemonError, HermesCronError
+from .paths import Home
+from .procinfo import ProcId, cmdline
+
+START_TIMEOUT = 30.0
+STALE_FACTOR = 2.0  # a heartbeat older than this many heartbeat intervals is stale
+
+
+@dataclass(frozen=True)
+class DaemonLookup:
+    """What the pidfile says and whether it names our live daemon."""
+
+    info: PidInfo | None
+    proc: ProcId | None  # set only for a verified hermes-cron daemon
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None
+
+    @property
+    def stale(self) -> bool:
+        return self.info is not None and self.proc is None
+
+    def describe_stale(self) -> str:
+        assert self.info is not None
+        pid = self.info.pid
+        argv = cmdline(pid)
+        if not argv:
+            return f"pid {pid} is gone"
+        return f"pid {pid} is now {' '.join(argv)[:60]!r}, not this daemon"
+
+
+def lookup(home: Home) -> DaemonLookup:
+    info = read_pidfile(home.pidfile)
+    return DaemonLookup(info, verify(info))
+
+
+def remove_stale_pidfile(home: Home, found: DaemonLookup) -> None:
+    """Remove a pidfile that names no live daemon (never signalling the process it names)."""
+    if found.stale:
+        try:
+            os.unlink(home.pidfile)
+        except FileNotFoundError:
+            pass
+
+
+def start(home: Home, run_args: list[str], timeout: float = START_TIMEOUT) -> tuple[ProcId, bool]:
+    """Start the daemon in the background; return (its identity, whether it was already running).
+
+    Returns once the daemon has written its first heartbeat with a successful first tick.
+    Otherwise the daemon is stopped and DaemonError carries the daemon's own error."""
+    found = lookup(home)
+    if found.proc is not None:
+        return found.proc, True
+    remove_stale_pidfile(home, found)
+    home.ensure()
+    if "--log-file" not in run_args:
+        run_args = [*run_args, "--log-file", os.path.join(home.cron, "daemon.log")]
+    import subprocess
+
+    argv = [sys.executable, "-m", "hermes_cron", "--home", home.root, "run", *run_args]
+    errors = os.path.join(home.cron, "daemon.stderr")
+    with open(errors, "wb") as err:
+        os.chmod(errors, 0o600)
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd="/",
+                                 start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = child.poll()
+        if code is not None:
+            raise DaemonError(f"the daemon exited at start (code {code}): {_last_error(errors)}")
+        hb = read_heartbeat(home.heartbeat)
+        if hb is not None and hb.get("pid") == child.pid:
+            me = ProcId.of(child.pid)
+            if hb.get("last_ok_tick") is None and hb.get("last_error"):
+                _terminate(child)
+                raise DaemonError(f"the daemon started but its first tick failed: {hb['last_error']['message']}")
+            assert me is not None
+            return me, False
+        time.sleep(0.02)
+    _terminate(child)
+    raise DaemonError(f"the daemon wrote no heartbeat within {timeout:g} s: {_last_error(errors)}")
+
+
+def _terminate(child) -> None:  # a subprocess.Popen
+    child.terminate()
+    try:
+        child.wait(10)
+    except Exception:  # noqa: BLE001 - TimeoutExpired; whatever it is, make sure it is gone
+        child.kill()
+        child.wait()
+
+
+def _last_error(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return "no error output"
+    for line in reversed(lines):
+        if line.startswith("hermes-cron:") or "Error" in line:
+            return line
+    return lines[-1] if lines else "no error output"
+
+
+def stop(home: Home, timeout: float = 10.0) -> tuple[DaemonLookup, bool]:
+    """SIGTERM the verified daemon, wait up to `timeout`, then SIGKILL. Returns (what was found,
+    whether it had to be killed). Never signals a process that isn't our daemon."""
+    found = lookup(home)
+    if found.proc is None:
+        remove_stale_pidfile(home, found)
+        return found, False
+    proc = found.proc
+    _signal(proc, signal.SIGTERM)
+    if _wait_gone(proc, timeout):
+        return found, False
+    _signal(proc, signal.SIGKILL)
+    if not _wait_gone(proc, 10.0):
+        raise DaemonError(f"the daemon (pid {proc.pid}) survived SIGKILL")
+    remove_stale_pidfile(home, lookup(home))
+    return found, True
+
+
+def _signal(proc: ProcId, sig: int) -> None:
+    if proc.alive():  # checked right before: the pid can't have been reused by someone else yet
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_gone(proc: ProcId, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while proc.alive():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def heartbeat_health(hb: dict | None, now: float) -> dict:
+    """Judge a heartbeat read from disk: its age against the stale threshold, and tick health."""
+    if hb is None:
+        return {"heartbeat": None, "stale": True, "failing": False}
+    interval = float(hb.get("interval_s") or 300.0)
+    threshold = STALE_FACTOR * interval
+    age = max(0.0, now - float(hb.get("time") or 0))
+    last_ok = hb.get("last_ok_tick")
+    failing = bool(hb.get("consecutive_failures")) or last_ok is None
+    return {"heartbeat": hb, "age": age, "threshold": threshold, "stale": age > threshold,
+            "failing": failing, "last_ok_tick": last_ok, "last_error": hb.get("last_error")}
+
+
+def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
+    """Everything `status` shows, and its LSB exit code: 0 running and healthy, 1 dead but the
+    pidfile exists, 3 not running, 150 running but unhealthy (stale heartbeat or failing ticks)."""
+    from . import __version__
+
+    now = time.time() if now is None else now
+    found = lookup(home)
+    hb = read_heartbeat(home.heartbeat)
+    if hb is not None and found.proc is not None and hb.get("pid") != found.proc.pid:
+        hb = None  # a heartbeat from an earlier daemon says nothing about this one
+    health = heartbeat_health(hb if found.running else None, now)
+    report: dict = {
+        "running": found.running, "pid": found.proc.pid if found.proc else None, "home": home.root,
+        "version": __version__, "uptime_s": None, "pidfile": home.pidfile if found.info else None,
+        "stale_pidfile": found.describe_stale() if found.stale else None,
+        "heartbeat_age_s": None, "heartbeat_stale_after_s": None, "heartbeat_stale": None,
+        "ticks": None, "last_ok_tick": None, "last_error": None, "healthy": False,
+        "store_error": None, "jobs": {}, "in_flight": [], "next": [], "recent_failures": [],
+    }
+    if found.proc is not None:
+        report["uptime_s"] = round(now - found.proc.started_at(), 1)
+    if health["heartbeat"] is not None:
+        report.update(heartbeat_age_s=round(health["age"], 1), heartbeat_stale_after_s=health["threshold"],
+                      heartbeat_stale=health["stale"], ticks=hb.get("ticks"), last_ok_tick=hb.get("last_ok_tick"),
+                      last_error=hb.get("last_error"))
+    report["healthy"] = bool(found.running and health["heartbeat"] is not None
+                             and not health["stale"] and not health["failing"])
+    _store_facts(home, report, now)
+    if found.running:
+        code = 0 if report["healthy"] else 150
+    else:
+        code = 1 if found.info is not None else 3
+    return report, code
+
+
+def _store_facts(home: Home, report: dict, now: float) -> None:
+    """Job counts, runs in flight, next fire times and recent failures, read straight from
+    state.db (no schedule code is loaded: status must start fast)."""
+    import sqlite3
+
+    from .fsutil import check_private_file
+    from .zones_lite import utc_iso as iso  # noqa: I001
+
+    if not os.path.exists(home.state):
+        report["jobs"] = {"enabled": 0, "paused": 0, "completed": 0}
+        return
+    try:
+        check_private_file(os.stat(home.state), home.state)
+        conn = sqlite3.connect(f"file:{home.state}?mode=ro", uri=True, timeout=2.0)
+        try:
+            r = conn.execute("SELECT SUM(enabled = 1 AND done = 0), SUM(enabled = 0), SUM(done = 1) FROM sched").fetchone()
+            report["jobs"] = {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0}
+            report["in_flight"] = [
+                {"run_id": i, "job": j, "state": s, "started": iso(st), "age_s": round(now - (st or c), 1)}
+                for i, j, s, st, c in conn.execute(
+                    "SELECT id, job, state, started_at, claimed_at FROM runs WHERE state != 'done' ORDER BY id")]
+            report["next"] = [{"job": j, "at": iso(t)} for j, t in conn.execute(
+                "SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL ORDER BY next_run LIMIT 5")]
+            report["recent_failures"] = [
+                {"run_id": i, "job": j, "status": s, "exit_code": e, "signal": g, "ended": iso(t), "reason": why}
+                for i, j, s, e, g, t, why in conn.execute(
+                    "SELECT id, job, status, exit_code, signal, ended_at, reason FROM runs "
+                    "WHERE status IN ('failed', 'timed_out', 'interrupted') ORDER BY ended_at DESC LIMIT 5")]
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError, HermesCronError) as e:  # status reports a broken store
+        report["store_error"] = str(e)
