@@ -176,28 +176,29 @@ class Dispatcher:
         self._supervisor_gone(run_id)
 
     def _supervisor_gone(self, run_id: int) -> None:
+        """A supervisor we watched has exited: record its result, or find out what happened."""
         w = self.watched.get(run_id)
+        self._unwatch(run_id)
         run = self.state.run(run_id)
         if run is None or run.state == "done":
-            self._unwatch(run_id)
             return
         files = self.files(run.job, run.id)
         result = files.read_result()
         if result is not None:
-            self._unwatch(run_id)
             self.record(run, result)
             return
-        if files.read_token() is None:  # lost the start race, or never got going
-            self._unwatch(run_id)
-            if w is not None and w.child:
-                self.finish(run, "interrupted", reason="its supervisor exited before starting the job")
+        token = files.read_token()
+        ours = w is not None and w.reaper is not None and token is not None \
+            and token.get("reaper_pid") == w.reaper.pid
+        if token is None:
+            self.finish(run, "interrupted", reason="its supervisor exited before it could start the job")
             return
+        if not ours:
+            return  # another process holds the start token: recover() settles it
         job = files.read_job_pid()
         if job is not None and job.alive():
-            self._unwatch(run_id)
             self._watch_orphan(run, job)
             return
-        self._unwatch(run_id)
         self.finish(run, "interrupted", reason="its supervisor ended without recording the outcome; "
                     "the exit status is unknown")
 
