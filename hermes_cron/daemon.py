@@ -30,7 +30,9 @@ from .state import State
 from .ticker import Scheduler, TickReport
 from .zones_lite import utc_iso
 
-FINE_SLEEP = 0.002  # the last stretch before a deadline is slept with nanosleep, not epoll
+LEAD = 0.02  # wake this long before a due slot: claim it, hand it over, start it on the slot
+SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
+SPARE_DELAY = 0.05  # ... and no sooner than this after a dispatch
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Daemon:
         self._wake_r = self._wake_w = -1
         self._next_tick = 0.0
         self._target = 0.0  # the next moment something is due: a tick, a slot or a deadline
+        self._last_dispatch = 0.0
         self._nofile: tuple[int, int] | None = None
 
     # the loop ---------------------------------------------------------------------------
@@ -96,19 +99,18 @@ class Daemon:
             self.log.info("daemon.started", pid=self.me.pid, home=self.home.root, version=__version__,
                           tick_interval=self.settings.tick_interval,
                           heartbeat_every=self.settings.heartbeat_every)
-            self._tick(counted=True)
+            self._tick(counted=True, horizon=self.clock.time())
             self._heartbeat()
             notify(f"READY=1\nMAINPID={self.me.pid}\nSTATUS={self._status_line()}")
             while not self.flags.stop:
-                self._sleep()
+                horizon = self._sleep()
                 asked = self.flags.wake
                 self._handle_flags()
                 if self.flags.stop:
                     break
-                now = self.clock.time()
-                counted = now >= self._next_tick
-                if counted or asked or now >= self._target:
-                    self._tick(counted)
+                counted = horizon >= self._next_tick
+                if counted or asked or horizon >= self._target:
+                    self._tick(counted, horizon)
                 if counted and self.health.ticks % self.settings.heartbeat_every == 0:
                     self._heartbeat()
             self.log.info("daemon.stopping", signal=signal.Signals(self.flags.stop).name,
@@ -121,8 +123,10 @@ class Daemon:
         finally:
             self._teardown()
 
-    def _tick(self, counted: bool) -> None:
-        now = self.clock.time()
+    def _tick(self, counted: bool, horizon: float) -> None:
+        """One tick: claim what is due by `horizon` (now, or a slot a few ms ahead), start it
+        (each run at its slot, never before), settle finished and orphaned runs."""
+        now = max(horizon, self.clock.time())
         if counted:
             self.health.ticks += 1
             self._next_tick = self._boundary_after(now)
@@ -131,6 +135,8 @@ class Daemon:
             assert self.scheduler is not None and self.dispatcher is not None
             report = self.scheduler.tick(now)
             self.dispatcher.submit(report.claims)
+            if report.claims:
+                self._last_dispatch = self.clock.time()
             self._log_report(report, counted)
             self.dispatcher.reap_children()
             self.dispatcher.recover(now)
@@ -158,8 +164,10 @@ class Daemon:
         if not isinstance(e, LockBusy):
             self._close_store()  # reopen from scratch next time: the file may have been fixed
 
-    def _sleep(self) -> None:
-        """Sleep until the next tick boundary, due slot, or deadline, or until woken."""
+    def _sleep(self) -> float:
+        """Sleep until the next tick boundary, due slot or deadline, or until woken; return the
+        horizon to tick for. A due slot is woken for LEAD early, so its runs are claimed and
+        handed to their supervisors before the slot, and start on it."""
         target = self._next_tick
         if self.state is not None:
             try:
@@ -171,15 +179,22 @@ class Daemon:
         if self.dispatcher is not None and (d := self.dispatcher.next_deadline()) is not None:
             target = min(target, d)
         self._target = target
+        wake_at = target - LEAD
         while not self._any_flag():
-            left = target - self.clock.time()
-            if left <= 0:
-                return
-            if left <= FINE_SLEEP:
-                time.sleep(left)
-                return
-            for key, _ in self.selector.select(min(left - FINE_SLEEP, self.settings.tick_interval)):
+            now = self.clock.time()
+            if now >= wake_at:
+                return target
+            until = wake_at
+            if self.dispatcher is not None and self.dispatcher.wants_spare and wake_at - now > SPARE_LEAD:
+                # Fork the spare while nothing is due, and not right beside a start it would slow.
+                spare_at = self._last_dispatch + SPARE_DELAY
+                if now >= spare_at:
+                    self.dispatcher.ready_spare()
+                    continue
+                until = min(until, spare_at)
+            for key, _ in self.selector.select(min(until - now, self.settings.tick_interval)):
                 self._on_ready(key.fd)
+        return self.clock.time()
 
     def _any_flag(self) -> bool:
         f = self.flags
@@ -252,7 +267,8 @@ class Daemon:
         self.scheduler = Scheduler(self.home, self.state, self.me, self.boot_id, self.settings.lock_timeout)
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log,
-                                         self.settings.max_concurrent, nofile=self._nofile)
+                                         self.settings.max_concurrent, nofile=self._nofile, spare=True)
+            self.dispatcher.ready_spare()
         else:
             self.dispatcher.state = self.state
 
@@ -350,6 +366,8 @@ class Daemon:
 
     def _teardown(self) -> None:
         try:
+            if self.dispatcher is not None:
+                self.dispatcher.dismiss_spare()
             if self.dispatcher is not None and self.state is not None:
                 self.dispatcher.reap_children()
         except Exception as e:  # noqa: BLE001 - shutting down: report and go on releasing

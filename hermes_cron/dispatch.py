@@ -19,7 +19,7 @@ from . import faults, runner
 from .jobs import Job
 from .paths import Home
 from .procinfo import ProcId
-from .runner import RunFiles, Target
+from .runner import Launch, RunFiles, Spare, Target
 from .state import Run, State
 from .ticker import Claim
 from .zones_lite import utc_iso
@@ -45,7 +45,7 @@ class Watched:
 class Dispatcher:
     def __init__(self, home: Home, state: State, owner: ProcId, log: Any,
                  max_concurrent: int | None = None, detach: bool = False,
-                 nofile: tuple[int, int] | None = None):
+                 nofile: tuple[int, int] | None = None, spare: bool = False):
         self.home = home
         self.state = state
         self.owner = owner
@@ -57,6 +57,8 @@ class Dispatcher:
         self._children: dict[int, int] = {}  # supervisor pid -> run id
         self._fds: dict[int, int] = {}  # pidfd -> run id
         self.queue: deque[Claim] = deque()
+        self.keep_spare = spare and not detach
+        self.spare: Spare | None = None
 
     def files(self, job: str, run_id: int) -> RunFiles:
         return RunFiles(self.home.run_dir(job, run_id))
@@ -78,10 +80,13 @@ class Dispatcher:
             faults.hit("dispatch.claimed")
         while self.queue and self._has_room():
             claim = self.queue.popleft()
-            targets = self._targets(claim)
-            files = self.files(claim.job.name, claim.run_id)
-            pid = runner.spawn(claim.run_id, claim.job, claim.scheduled, files, self.home.root,
-                               targets, self.nofile, self.detach)
+            launch = Launch.of(claim.run_id, claim.job, claim.scheduled,
+                               self.home.run_dir(claim.job.name, claim.run_id), self.home.root,
+                               self._targets(claim), self.nofile)
+            if self.spare is not None:
+                pid, self.spare = self.spare.assign(launch), None
+            else:
+                pid = runner.spawn(launch, self.detach)
             reaper = ProcId.of(pid) if pid else None
             started.append((claim, reaper, time.time()))
             if not self.detach:
@@ -106,6 +111,24 @@ class Dispatcher:
                           scheduled=utc_iso(claim.scheduled), trigger=claim.trigger,
                           supervisor_pid=reaper.pid if reaper else None)
 
+    @property
+    def wants_spare(self) -> bool:
+        return self.keep_spare and self.spare is None
+
+    def ready_spare(self) -> None:
+        """Keep a supervisor forked and waiting, so the next due run starts without a fork."""
+        if self.keep_spare and self.spare is None:
+            self.spare = Spare()
+
+    def dismiss_spare(self) -> None:
+        if self.spare is not None:
+            self.spare.dismiss()
+            try:
+                os.waitpid(self.spare.pid, 0)
+            except ChildProcessError:
+                pass
+            self.spare = None
+
     def _targets(self, claim: Claim) -> tuple[Target, ...]:
         """The runs a `replace` claim stops first. Runs not yet started are simply cancelled."""
         targets = []
@@ -121,7 +144,7 @@ class Dispatcher:
             token = files.read_token() or {}
             reaper = _proc(token.get("reaper_pid"), token.get("reaper_start")) or _proc(old.reaper_pid, old.reaper_start)
             grace = old.job_spec.kill_grace if old.spec else claim.job.kill_grace
-            targets.append(Target(old.id, files, reaper, grace))
+            targets.append(Target(old.id, files.folder, reaper, grace))
         return tuple(targets)
 
     def _drop_queued(self, run_id: int) -> None:
@@ -138,6 +161,9 @@ class Dispatcher:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare.pid:  # a spare that died unused
+                self.spare = None
+                continue
             run_id = self._children.pop(pid, None)
             if run_id is not None:
                 self._supervisor_gone(run_id)
@@ -257,9 +283,12 @@ class Dispatcher:
     def recover(self, now: float) -> None:
         """Settle runs in flight that nobody alive answers for, and record finished results."""
         queued = {c.run_id for c in self.queue}
+        wall = time.time()
         for run in self.collect():
             if run.id in self.watched or run.id in queued:
                 continue
+            if run.state == "claimed" and run.scheduled is not None and run.scheduled > wall:
+                continue  # claimed just ahead of its slot: its supervisor waits for the slot
             files = self.files(run.job, run.id)
             owner = _proc(run.owner_pid, run.owner_start)
             if owner is not None and owner != self.owner and owner.alive():

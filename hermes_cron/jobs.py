@@ -87,6 +87,13 @@ class Job:
     def compiled(self) -> Schedule:
         return parse_schedule(self.schedule, self.tz, hash_key=self.name, anchor=self.anchor)
 
+    @cached_property
+    def spec_json(self) -> str:
+        """The job as stored, frozen into each run it claims (what runs is what was claimed)."""
+        import json
+
+        return json.dumps(self.to_dict())
+
     @property
     def kind(self) -> str:
         return self.compiled.kind

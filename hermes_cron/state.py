@@ -336,6 +336,9 @@ class State:
         found = self._runs("id = ?", (run_id,))
         return found[0] if found else None
 
+    def open_run_ids(self) -> list[tuple[str, int]]:
+        return self.query("SELECT job, id FROM runs WHERE state != 'done'")
+
     def open_runs(self) -> list[Run]:
         return self._runs("state != 'done'", (), "ORDER BY id")
 

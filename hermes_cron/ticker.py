@@ -44,6 +44,7 @@ class TickReport:
     requests: list[tuple[int, int | None, str | None]] = field(default_factory=list)
     lock_held: float = 0.0
     synced: bool = False
+    wall: float = 0.0  # the clock when the tick ran (`now` may be a little ahead of it)
 
 
 def initial_next_run(job: Job, now: float) -> float | None:
@@ -77,14 +78,17 @@ class Scheduler:
     def tick(self, now: float | None = None, only_requests: set[int] | None = None) -> TickReport:
         """Claim what is due at `now` (default: the current time) and return the claims.
 
+        `now` may run a few milliseconds ahead of the clock: the daemon claims a slot just
+        before it comes and its supervisor starts the run on the slot, never before.
         With `only_requests`, claim nothing but those trigger requests (a command running a job
         in the foreground when no daemon runs)."""
         lock = FileLock(self.home.tick_lock, "the tick lock")
         lock.acquire(self.lock_timeout)
         try:
             t0 = time.monotonic()
-            now = time.time() if now is None else now
-            report = TickReport(now)
+            wall = time.time()
+            now = wall if now is None else now
+            report = TickReport(now, wall=wall)
             with self.state.transaction():
                 faults.hit("tick.locked")
                 report.synced = self._sync(now)
@@ -97,14 +101,14 @@ class Scheduler:
                         for name, first in due:
                             self._decide(name, first, now, in_flight, report)
                         for name in reboot:
-                            self._claim(self._job(name), now, now, "reboot", (), report)
+                            self._claim(self._job(name), wall, wall, "reboot", (), report)
                             self.state.mark_rebooted(name, self.boot_id)
                 open_requests = [r for r in self.state.open_requests()
                                  if only_requests is None or r[0] in only_requests]
                 if open_requests:
                     in_flight = in_flight if in_flight is not None else self._in_flight()
                     for request_id, name, requested_at in open_requests:
-                        self._answer(request_id, name, now, in_flight, report)
+                        self._answer(request_id, name, wall, in_flight, report)
             report.lock_held = time.monotonic() - t0
             return report
         finally:
@@ -128,8 +132,8 @@ class Scheduler:
 
     def _in_flight(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
-        for run in self.state.open_runs():
-            out.setdefault(run.job, []).append(run.id)
+        for job, run_id in self.state.open_run_ids():
+            out.setdefault(job, []).append(run_id)
         return out
 
     def _decide(self, name: str, first: float, now: float, in_flight: dict[str, list[int]],
@@ -140,7 +144,7 @@ class Scheduler:
         if d.missed is not None:
             self.state.insert_run(
                 job=name, trigger="schedule", scheduled=d.missed.newest, state="done", status="missed",
-                claimed_at=now, ended_at=now, missed_count=d.missed.count, first_missed=d.missed_first,
+                claimed_at=report.wall, ended_at=report.wall, missed_count=d.missed.count, first_missed=d.missed_first,
                 reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) passed unrun "
                 "(daemon down, machine asleep, or later than the misfire grace)",
             )
@@ -149,22 +153,22 @@ class Scheduler:
             if d.skipped:
                 run_id = self.state.insert_run(
                     job=name, trigger="schedule", scheduled=d.fire, state="done", status="skipped",
-                    claimed_at=now, ended_at=now,
+                    claimed_at=report.wall, ended_at=report.wall,
                     reason=f"run(s) {', '.join(map(str, in_flight[name]))} still in flight (overlap: skip)",
                 )
                 report.skipped.append((name, d.fire, run_id))
             else:
-                run_id = self._claim(job, d.fire, now, "schedule", d.replaces, report)
+                run_id = self._claim(job, d.fire, report.wall, "schedule", d.replaces, report)
                 in_flight.setdefault(name, []).append(run_id)
         self.state.advance(name, d.next_run, d.fire if d.fire is not None else (d.missed.newest if d.missed else None), d.done)
 
-    def _claim(self, job: Job, scheduled: float | None, now: float, trigger: str,
+    def _claim(self, job: Job, scheduled: float | None, wall: float, trigger: str,
                replaces: tuple[int, ...], report: TickReport) -> int:
         run_id = self.state.insert_run(
-            job=job.name, trigger=trigger, scheduled=scheduled, state="claimed", claimed_at=now,
+            job=job.name, trigger=trigger, scheduled=scheduled, state="claimed", claimed_at=wall,
             owner_pid=self.owner.pid, owner_start=self.owner.start,
             replaces=json.dumps(list(replaces)) if replaces else None,
-            spec=json.dumps(job.to_dict()),
+            spec=job.spec_json,
         )
         report.claims.append(Claim(run_id, job, scheduled, trigger, replaces))
         return run_id

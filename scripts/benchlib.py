@@ -1,0 +1,212 @@
+"""Shared pieces of the benchmarks: a job that stamps its own start time, a daemon to measure,
+homes filled with many jobs, and percentiles. Not imported by hermes-cron itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+STAMP_C = r"""
+#include <stdio.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <string.h>
+int main(int argc, char **argv) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char line[128];
+    const char *tag = argc > 2 ? argv[2] : "-";
+    int n = snprintf(line, sizeof line, "%lld.%09ld %s\n", (long long)ts.tv_sec, ts.tv_nsec, tag);
+    int fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd < 0) return 1;
+    write(fd, line, n);
+    return 0;
+}
+"""
+
+
+def stamp_program(workdir: str) -> list[str]:
+    """A command that appends the instant it started (CLOCK_REALTIME at main()) to a file.
+
+    Compiled from C when a compiler is at hand, so the measure is the job's own start, not an
+    interpreter's start-up. Falls back to `python3 -S` (adds its start-up, ~10 ms)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc:
+        src = os.path.join(workdir, "stamp.c")
+        exe = os.path.join(workdir, "stamp")
+        with open(src, "w") as f:
+            f.write(STAMP_C)
+        if subprocess.run([cc, "-O2", "-static", "-o", exe, src], capture_output=True).returncode == 0 or \
+                subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True).returncode == 0:
+            return [exe]
+    print("note: no C compiler; stamping with python3 -S adds its start-up time", file=sys.stderr)
+    return [sys.executable, "-S", "-c",
+            "import sys,time;open(sys.argv[1],'a').write('%.9f %s\\n'%(time.time(),sys.argv[2] if len(sys.argv)>2 else '-'))"]
+
+
+def read_stamps(path: str) -> list[tuple[float, str]]:
+    try:
+        with open(path) as f:
+            return [(float(t), tag) for t, tag in (line.split() for line in f if line.strip())]
+    except FileNotFoundError:
+        return []
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {"n": len(ms), "median_ms": round(statistics.median(ms), 3) if ms else float("nan"),
+            "p99_ms": round(percentile(ms, 0.99), 3), "max_ms": round(max(ms), 3) if ms else float("nan")}
+
+
+def new_home(prefix: str = "hermes-bench-") -> str:
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def cli(home: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "hermes_cron", "--home", home, *args],
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"hermes-cron {' '.join(args)}: {proc.stderr}")
+    return proc
+
+
+def write_jobs(home: str, jobs: list[dict[str, Any]]) -> None:
+    """Write many jobs at once through the library (one store write, one reconcile)."""
+    from hermes_cron import jobstore
+    from hermes_cron.jobs import Job
+    from hermes_cron.paths import Home
+    from hermes_cron.procinfo import boot_id
+    from hermes_cron.state import State
+    from hermes_cron.ticker import reconcile
+
+    h = Home(home)
+    now = time.time()
+    built = [Job(tz="UTC", created=now, anchor=float(int(now)), **spec) for spec in jobs]
+
+    def change(current: dict) -> None:
+        current.update({j.name: j for j in built})
+
+    state = State(h)
+    try:
+        jobstore.mutate(h, change, lambda defs: _reconcile(state, defs, now))
+    finally:
+        state.close()
+
+
+def _reconcile(state, defs, now) -> None:
+    from hermes_cron.procinfo import boot_id
+    from hermes_cron.ticker import reconcile
+
+    with state.transaction():
+        reconcile(state, defs, now, boot_id())
+
+
+class Daemon:
+    """`hermes-cron run` in the background, for measuring."""
+
+    def __init__(self, home: str, *args: str, env: dict[str, str] | None = None):
+        self.home = home
+        self.log = os.path.join(home, "bench-daemon.log")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hermes_cron", "--home", home, "run", "--log-format", "json",
+             "--log-file", self.log, *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        hb = os.path.join(home, "cron", ".ticker_heartbeat")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if json.load(open(hb)).get("pid") == self.proc.pid:
+                    return
+            except (OSError, ValueError):
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon died: {self.proc.stderr.read().decode()}")
+            time.sleep(0.02)
+        raise RuntimeError("daemon never wrote a heartbeat")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def events(self, name: str) -> list[dict]:
+        out = []
+        try:
+            with open(self.log) as f:
+                for line in f:
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if e.get("event") == name:
+                        out.append(e)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_s(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wakeups(self) -> int:
+        """Context switches so far (voluntary + involuntary): each wake-up costs at least one."""
+        n = 0
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    n += int(line.split()[1])
+        return n
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def kill_runs(home: str) -> None:
+    for dirpath, _, files in os.walk(os.path.join(home, "cron", "runs")):
+        if "job.pid" in files:
+            try:
+                os.killpg(int(open(os.path.join(dirpath, "job.pid")).read().split()[0]), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+
+def next_second_boundary(margin: float) -> float:
+    """A whole second at least `margin` seconds ahead."""
+    return float(int(time.time() + margin) + 1)
