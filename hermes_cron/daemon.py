@@ -30,7 +30,9 @@ from .state import State
 from .ticker import Scheduler, TickReport
 from .zones_lite import utc_iso
 
-LEAD = 0.02  # wake this long before a due slot: claim it, hand it over, start it on the slot
+LEAD = 0.02  # wake this long before a due slot: claim it, hand it over, start it on the slot,
+LEAD_PER_RUN = 0.00025  # and this much earlier for each run due at that moment (bursts),
+MAX_LEAD = 1.0  # but never more than this
 SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
 SPARE_DELAY = 0.05  # ... and no sooner than this after a dispatch
 
@@ -168,18 +170,19 @@ class Daemon:
         """Sleep until the next tick boundary, due slot or deadline, or until woken; return the
         horizon to tick for. A due slot is woken for LEAD early, so its runs are claimed and
         handed to their supervisors before the slot, and start on it."""
-        target = self._next_tick
+        target, lead = self._next_tick, LEAD
         if self.state is not None:
             try:
                 nxt = self.state.next_due()
+                if nxt is not None and nxt <= target:
+                    target = nxt
+                    lead += min(self.state.due_count(nxt) * LEAD_PER_RUN, MAX_LEAD)
             except HermesCronError:
-                nxt = None
-            if nxt is not None:
-                target = min(target, nxt)
+                pass
         if self.dispatcher is not None and (d := self.dispatcher.next_deadline()) is not None:
             target = min(target, d)
         self._target = target
-        wake_at = target - LEAD
+        wake_at = target - lead
         while not self._any_flag():
             now = self.clock.time()
             if now >= wake_at:
@@ -207,6 +210,11 @@ class Daemon:
                     pass
             except BlockingIOError:
                 pass
+        elif self.dispatcher is not None and fd == self.dispatcher.notify_fd:
+            try:
+                self.dispatcher.on_notify()
+            except HermesCronError as e:  # the store is unusable now: the next tick reports it
+                self.log.error("record.failed", error=str(e))
         elif self.dispatcher is not None:
             self.selector.unregister(fd)
             self.dispatcher.on_pidfd(fd)
@@ -284,7 +292,10 @@ class Daemon:
     def _watch_fds(self) -> None:
         if self.dispatcher is None:
             return
-        registered = {key.fd for key in self.selector.get_map().values()} - {self._wake_r}
+        fixed = {self._wake_r, self.dispatcher.notify_fd}
+        registered = {key.fd for key in self.selector.get_map().values()} - fixed
+        if self.dispatcher.notify_fd is not None and self.dispatcher.notify_fd not in self.selector.get_map():
+            self.selector.register(self.dispatcher.notify_fd, selectors.EVENT_READ)
         for fd in set(self.dispatcher.pidfds()) - registered:
             self.selector.register(fd, selectors.EVENT_READ)
         for fd in registered - set(self.dispatcher.pidfds()):
@@ -367,7 +378,7 @@ class Daemon:
     def _teardown(self) -> None:
         try:
             if self.dispatcher is not None:
-                self.dispatcher.dismiss_spare()
+                self.dispatcher.close()
             if self.dispatcher is not None and self.state is not None:
                 self.dispatcher.reap_children()
         except Exception as e:  # noqa: BLE001 - shutting down: report and go on releasing

@@ -25,6 +25,9 @@ from .ticker import Claim
 from .zones_lite import utc_iso
 
 
+BATCH = 32  # runs per supervisor in a burst: one fork per batch instead of per run
+
+
 @dataclass
 class Watched:
     """A run this process answers for: a supervisor it forked, or an adopted process."""
@@ -54,11 +57,20 @@ class Dispatcher:
         self.detach = detach
         self.nofile = nofile
         self.watched: dict[int, Watched] = {}
-        self._children: dict[int, int] = {}  # supervisor pid -> run id
+        self._children: dict[int, list[int]] = {}  # supervisor pid -> its run ids
         self._fds: dict[int, int] = {}  # pidfd -> run id
         self.queue: deque[Claim] = deque()
         self.keep_spare = spare and not detach
         self.spare: Spare | None = None
+        # Supervisors write a run's id here as soon as it ends, so it is recorded at once even
+        # when its supervisor has other runs still going. Non-blocking for the writers: a
+        # notice that doesn't fit is not lost, only late (the tick finds the result file).
+        self.notify_fd: int | None = None
+        self._notify_w: int | None = None
+        if spare and not detach:
+            self.notify_fd, self._notify_w = os.pipe()
+            os.set_blocking(self.notify_fd, False)
+            os.set_blocking(self._notify_w, False)
 
     def files(self, job: str, run_id: int) -> RunFiles:
         return RunFiles(self.home.run_dir(job, run_id))
@@ -71,30 +83,28 @@ class Dispatcher:
         self.queue.extend(claims)
         self.start_queued(announce=claims)
 
-    def _has_room(self) -> bool:
-        return self.max_concurrent is None or len(self.watched) < self.max_concurrent
+    def _has_room(self, batched: int = 0) -> bool:
+        return self.max_concurrent is None or len(self.watched) + batched < self.max_concurrent
 
     def start_queued(self, announce: list[Claim] | tuple[Claim, ...] = ()) -> None:
+        """Hand queued claims to supervisors: the spare takes the first batch, each further batch
+        of up to BATCH runs costs one fork. A run that replaces others gets a supervisor of its
+        own, since it waits for them to stop before it starts."""
         started: list[tuple[Claim, ProcId | None, float]] = []
         if self.queue:
             faults.hit("dispatch.claimed")
-        while self.queue and self._has_room():
+        batch: list[Claim] = []
+        while self.queue and self._has_room(len(batch)):
             claim = self.queue.popleft()
-            launch = Launch.of(claim.run_id, claim.job, claim.scheduled,
-                               self.home.run_dir(claim.job.name, claim.run_id), self.home.root,
-                               self._targets(claim), self.nofile)
-            if self.spare is not None:
-                pid, self.spare = self.spare.assign(launch), None
+            if claim.replaces:
+                started += self._launch([claim])
             else:
-                pid = runner.spawn(launch, self.detach)
-            reaper = ProcId.of(pid) if pid else None
-            started.append((claim, reaper, time.time()))
-            if not self.detach:
-                self._children[pid] = claim.run_id
-                self.watched[claim.run_id] = Watched(
-                    claim.run_id, claim.job.name, claim.job.kill_grace, claim.job.keep_runs,
-                    reaper=reaper, child=True,
-                )
+                batch.append(claim)
+                if len(batch) == BATCH:
+                    started += self._launch(batch)
+                    batch = []
+        if batch:
+            started += self._launch(batch)
         for claim in announce:
             self.log.info("job.claimed", job=claim.job.name, run_id=claim.run_id, trigger=claim.trigger,
                           scheduled=utc_iso(claim.scheduled), replaces=list(claim.replaces) or None)
@@ -102,7 +112,7 @@ class Dispatcher:
             return
         with self.state.transaction():
             for claim, reaper, at in started:
-                values: dict[str, Any] = {"state": "running", "started_at": at}
+                values: dict[str, Any] = {"state": "running", "started_at": max(at, claim.scheduled or at)}
                 if reaper is not None:
                     values.update(reaper_pid=reaper.pid, reaper_start=reaper.start)
                 self.state.update_run(claim.run_id, **values)
@@ -111,6 +121,23 @@ class Dispatcher:
                           scheduled=utc_iso(claim.scheduled), trigger=claim.trigger,
                           supervisor_pid=reaper.pid if reaper else None)
 
+    def _launch(self, claims: list[Claim]) -> list[tuple[Claim, ProcId | None, float]]:
+        launches = [Launch.of(c.run_id, c.job, c.scheduled, self.home.run_dir(c.job.name, c.run_id),
+                              self.home.root, self._targets(c), self.nofile) for c in claims]
+        if self.spare is not None:
+            spare, self.spare = self.spare, None
+            pid = spare.assign(launches)
+        else:
+            pid = runner.spawn(launches, self._notify_w, self.detach)
+        reaper = ProcId.of(pid) if pid else None
+        at = time.time()
+        if not self.detach:
+            self._children[pid] = [c.run_id for c in claims]
+            for c in claims:
+                self.watched[c.run_id] = Watched(c.run_id, c.job.name, c.job.kill_grace, c.job.keep_runs,
+                                                 reaper=reaper, child=True)
+        return [(c, reaper, at) for c in claims]
+
     @property
     def wants_spare(self) -> bool:
         return self.keep_spare and self.spare is None
@@ -118,7 +145,7 @@ class Dispatcher:
     def ready_spare(self) -> None:
         """Keep a supervisor forked and waiting, so the next due run starts without a fork."""
         if self.keep_spare and self.spare is None:
-            self.spare = Spare()
+            self.spare = Spare(self._notify_w)
 
     def dismiss_spare(self) -> None:
         if self.spare is not None:
@@ -128,6 +155,13 @@ class Dispatcher:
             except ChildProcessError:
                 pass
             self.spare = None
+
+    def close(self) -> None:
+        self.dismiss_spare()
+        for fd in (self.notify_fd, self._notify_w):
+            if fd is not None:
+                os.close(fd)
+        self.notify_fd = self._notify_w = None
 
     def _targets(self, claim: Claim) -> tuple[Target, ...]:
         """The runs a `replace` claim stops first. Runs not yet started are simply cancelled."""
@@ -164,17 +198,37 @@ class Dispatcher:
             if self.spare is not None and pid == self.spare.pid:  # a spare that died unused
                 self.spare = None
                 continue
-            run_id = self._children.pop(pid, None)
-            if run_id is not None:
+            for run_id in self._children.pop(pid, ()):
                 self._supervisor_gone(run_id)
 
     def wait_children(self) -> None:
         """Block until every supervisor this process forked has exited, recording each."""
         while self._children:
             pid, _ = os.waitpid(-1, 0)
-            run_id = self._children.pop(pid, None)
-            if run_id is not None:
+            for run_id in self._children.pop(pid, ()):
                 self._supervisor_gone(run_id)
+
+    def on_notify(self) -> None:
+        """Record the runs whose supervisors announced their end."""
+        assert self.notify_fd is not None
+        data = b""
+        try:
+            while chunk := os.read(self.notify_fd, 65536):
+                data += chunk
+        except BlockingIOError:
+            pass
+        for line in data.split():
+            run_id = int(line)
+            if run_id in self.watched:
+                self._run_ended(run_id)
+
+    def _run_ended(self, run_id: int) -> None:
+        run = self.state.run(run_id)
+        result = self.files(run.job, run.id).read_result() if run is not None else None
+        if run is None or run.state == "done" or result is None:
+            return
+        self._unwatch(run_id)
+        self.record(run, result)
 
     def pidfds(self) -> list[int]:
         return list(self._fds)

@@ -19,11 +19,12 @@ def ensure_private_dir(path: str) -> None:
         raise HomeError(f"{path} exists but is not a folder")
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
     """Replace `path` with `data` so that readers see the old or the new file, never a mix.
 
     An existing file keeps its owner and mode (so root editing a user's store leaves it
-    the user's); a new file gets `mode`.
+    the user's); a new file gets `mode`. `durable` adds the fsyncs that make the new content
+    survive a power cut, not just a crash of the process.
     """
     folder = os.path.dirname(path) or "."
     try:
@@ -42,7 +43,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:  # any failure, even an interrupt, must not leave the temp file
         os.close(fd)
         _unlink_quietly(tmp)
@@ -53,7 +55,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     except BaseException:  # as above
         _unlink_quietly(tmp)
         raise
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)
 
 
 def fsync_dir(folder: str) -> None:

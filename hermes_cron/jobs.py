@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
@@ -98,7 +98,7 @@ class Job:
     def kind(self) -> str:
         return self.compiled.kind
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """What decides the job's fire times: when it changes, the next run is recomputed."""
         return f"{self.schedule}\0{self.tz}\0{self.anchor!r}"
@@ -117,8 +117,7 @@ class Job:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("extra")
+        d = {name: getattr(self, name) for name in _STORED_FIELDS}
         d["command"] = list(self.command)
         d["env"] = dict(self.env)
         d["anchor"] = utc_iso(self.anchor)
@@ -166,6 +165,9 @@ class Job:
             raise InvalidInput(f"job {data.get('name', '?')!r}: {e}") from None
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**kw, extra=extra)
+
+
+_STORED_FIELDS = tuple(f for f in Job.__dataclass_fields__ if f != "extra")
 
 
 def parse_utc(value: Any) -> float:

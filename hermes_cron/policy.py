@@ -30,6 +30,7 @@ class Backlog:
     count: int
     newest: float
     capped: bool = False
+    following: float | None = None  # the first slot after now, when the count found it
 
 
 def backlog(schedule: Schedule, first: float, now: float) -> Backlog:
@@ -42,7 +43,7 @@ def backlog(schedule: Schedule, first: float, now: float) -> Backlog:
     while True:
         nxt = schedule.next_after(newest)
         if nxt is None or nxt > now:
-            return Backlog(count, newest)
+            return Backlog(count, newest, following=nxt)
         count, newest = count + 1, nxt
         if count >= COUNT_CAP:
             return Backlog(count, _newest_at_or_before(schedule, newest, now), capped=True)
@@ -89,7 +90,7 @@ def decide(
     if first > now:
         raise ValueError("decide() needs a due job")
     slots = backlog(schedule, first, now)
-    next_run = schedule.next_after(now)
+    next_run = slots.following if slots.following is not None else schedule.next_after(now)
     done = next_run is None
     fire: float | None = slots.newest if now - slots.newest <= grace else None
     missed_count = slots.count - (1 if fire is not None else 0)

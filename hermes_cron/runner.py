@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import resource
 import select
@@ -146,15 +147,15 @@ class Launch:
     def files(self) -> RunFiles:
         return RunFiles(self.folder)
 
-    def encode(self) -> bytes:
+    def to_dict(self) -> dict:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["targets"] = [[t.run_id, t.folder, t.reaper.pid if t.reaper else None,
                          t.reaper.start if t.reaper else None, t.kill_grace] for t in self.targets]
-        return json.dumps(d).encode()
+        return d
 
     @classmethod
-    def decode(cls, data: bytes) -> Launch:
-        d = json.loads(data)
+    def from_dict(cls, d: dict) -> Launch:
+        d = dict(d)
         d["argv"] = tuple(d["argv"])
         d["env"] = tuple(tuple(kv) for kv in d["env"])
         d["nofile"] = tuple(d["nofile"]) if d["nofile"] else None
@@ -194,8 +195,8 @@ class CappedOutput:
         return True
 
 
-def spawn(launch: Launch, detach: bool = False) -> int:
-    """Fork the supervisor of one run and return its pid. Doesn't wait for the run.
+def spawn(launches: list[Launch], notify_fd: int | None = None, detach: bool = False) -> int:
+    """Fork a supervisor for a batch of runs and return its pid. Doesn't wait for the runs.
 
     With `detach`, the supervisor is a grandchild that init adopts at once, for callers
     that will never reap it (a program calling tick() from the library).
@@ -204,7 +205,7 @@ def spawn(launch: Launch, detach: bool = False) -> int:
         pid = os.fork()
         if pid:
             return pid
-        _child(launch, None)
+        _child(launches, None, notify_fd)
     read_fd, write_fd = os.pipe()
     middle = os.fork()
     if middle == 0:
@@ -212,7 +213,7 @@ def spawn(launch: Launch, detach: bool = False) -> int:
             os.close(read_fd)
             pid = os.fork()
             if pid == 0:
-                _child(launch, None)
+                _child(launches, None, notify_fd)
             os.write(write_fd, str(pid).encode())
         finally:  # the middle process only passes the pid back, whatever happens
             os._exit(0)
@@ -224,20 +225,20 @@ def spawn(launch: Launch, detach: bool = False) -> int:
 
 
 class Spare:
-    """A supervisor forked in advance, set up and waiting for its run: handing it a run costs a
+    """A supervisor forked in advance, set up and waiting for its runs: handing it runs costs a
     pipe write instead of a fork, which takes the fork off the path from a due slot to its job.
     If the daemon goes away, the spare reads end-of-file and exits."""
 
-    def __init__(self) -> None:
+    def __init__(self, notify_fd: int | None = None) -> None:
         read_fd, self._write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
-            _child(None, read_fd, rehearse=True)
+            _child(None, read_fd, notify_fd, rehearse=True)
         os.close(read_fd)
 
-    def assign(self, launch: Launch) -> int:
-        """Hand the spare its run; returns its pid. A spare takes one run only."""
-        data = launch.encode()
+    def assign(self, launches: list[Launch]) -> int:
+        """Hand the spare its runs; returns its pid. A spare takes one batch only."""
+        data = json.dumps([launch.to_dict() for launch in launches]).encode()
         try:
             view = memoryview(data)
             while view:
@@ -253,13 +254,14 @@ class Spare:
             self._write_fd = -1
 
 
-def _child(launch: Launch | None, assignment_fd: int | None, rehearse: bool = False) -> None:
+def _child(launches: list[Launch] | None, assignment_fd: int | None, notify_fd: int | None,
+           rehearse: bool = False) -> None:
     code = 70
     try:
-        stop, wake_r = _prepare(keep=assignment_fd)
+        stop, wake_r = _prepare(keep={fd for fd in (assignment_fd, notify_fd) if fd is not None})
         if rehearse:
             _rehearse()
-        if launch is None:
+        if launches is None:
             assert assignment_fd is not None
             chunks = []
             while chunk := os.read(assignment_fd, 65536):
@@ -267,30 +269,31 @@ def _child(launch: Launch | None, assignment_fd: int | None, rehearse: bool = Fa
             os.close(assignment_fd)
             if not chunks:
                 os._exit(0)  # dismissed, or the daemon is gone
-            launch = Launch.decode(b"".join(chunks))
-        code = _supervise(launch, stop, wake_r)
+            launches = [Launch.from_dict(item) for item in json.loads(b"".join(chunks))]
+        code = _Supervisor(launches, stop, wake_r, notify_fd).run()
     except BaseException:  # the child must never return into the caller's code, whatever happens
         code = 70
     finally:
         os._exit(code)
 
 
-def _prepare(keep: int | None) -> tuple[_StopFlag, int]:
+def _prepare(keep: set[int]) -> tuple[_StopFlag, int]:
     """Leave the parent's session, signals and descriptors behind. Returns the stop flag that
     SIGTERM sets and the descriptor that wakes the supervisor's poll when it does."""
     gc.disable()
     os.setsid()
     # Shrug these off with a handler, not SIG_IGN: an ignored signal stays ignored across exec,
-    # and the job must start with every signal at its default.
+    # and the job must start with every signal at its default. (SIGPIPE is ignored: a write to
+    # a daemon that went away must not kill us; Popen restores it to default for the job.)
     for sig in _SHRUGGED:
         signal.signal(sig, _shrug)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    if keep is None:
-        os.closerange(3, _max_fd())
-    else:
-        os.closerange(3, keep)
-        os.closerange(keep + 1, _max_fd())
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _max_fd())
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -308,44 +311,6 @@ def _shrug(signum: int, frame: object) -> None:
     pass
 
 
-def _rehearse() -> None:
-    """Walk the start path once without a run. A forked process pays a page fault and a copy
-    for every page it first writes; paying them now, while waiting, keeps them off the path
-    from a due slot to its job (about 2 ms of the first start on our machines)."""
-    sample = Launch(0, "rehearsal", ("/bin/true",), (("A", "b"),), None, None, 1.0, 1024, 0.0, "/", "/")
-    Launch.decode(sample.encode())
-    ProcId.me()
-    json.dumps({"run_id": 0, "reaper_pid": 0, "reaper_start": 0})
-    env = dict(os.environ)
-    env.update(sample.env)
-    try:
-        proc = subprocess.Popen(["/bin/true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env, start_new_session=True, close_fds=True)
-        proc.wait()
-    except OSError:
-        pass
-
-
-def _supervise(launch: Launch, stop: _StopFlag, wake_r: int) -> int:
-    if launch.nofile is not None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, launch.nofile)
-    me = ProcId.me()
-    files = launch.files
-    env, cwd = _job_environment(launch)
-    os.makedirs(files.folder, mode=0o700, exist_ok=True)
-    token = json.dumps({"run_id": launch.run_id, "reaper_pid": me.pid, "reaper_start": me.start})
-    if launch.start_at is not None:
-        while (left := launch.start_at - time.time()) > 0:  # never before its time
-            time.sleep(left)
-    if not files.take_token(token):
-        return 0
-    for target in launch.targets:
-        _stop_target(target, f"replaced by run {launch.run_id}")
-    outcome = _run_job(launch, env, cwd, stop, wake_r)
-    atomic_write(files.result, json.dumps(outcome).encode())
-    return 0
-
-
 class _StopFlag:
     def __init__(self) -> None:
         self.requested = False
@@ -357,6 +322,23 @@ class _StopFlag:
 def _max_fd() -> int:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return soft if 0 < soft < 1 << 20 else 1 << 16
+
+
+def _rehearse() -> None:
+    """Walk the start path once without a run. A forked process pays a page fault and a copy
+    for every page it first writes; paying them now, while waiting, keeps them off the path
+    from a due slot to its job (about 2 ms of the first start on our machines)."""
+    sample = Launch(0, "rehearsal", ("/bin/true",), (("A", "b"),), None, None, 1.0, 1024, 0.0, "/", "/")
+    Launch.from_dict(json.loads(json.dumps(sample.to_dict())))
+    ProcId.me()
+    json.dumps({"run_id": 0, "reaper_pid": 0, "reaper_start": 0})
+    env, _ = _job_environment(sample)
+    try:
+        proc = subprocess.Popen(["/bin/true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env, start_new_session=True, close_fds=True)
+        proc.wait()
+    except OSError:
+        pass
 
 
 def _job_environment(launch: Launch) -> tuple[dict[str, str], str]:
@@ -371,102 +353,220 @@ def _job_environment(launch: Launch) -> tuple[dict[str, str], str]:
     return env, launch.cwd or env.get("HOME") or "/"
 
 
-def _run_job(launch: Launch, env: dict[str, str], cwd: str, stop: _StopFlag, wake_r: int) -> dict:
-    files, run_id = launch.files, launch.run_id
-    out_fd = os.open(files.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    out = CappedOutput(out_fd, launch.output_cap)
-    read_fd, write_fd = os.pipe()
-    started_at = time.time()
-    outcome: dict = {"run_id": run_id, "started_at": started_at, "output": files.output}
-    try:
-        proc = subprocess.Popen(
-            launch.argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=cwd, env=env,
-            start_new_session=True, close_fds=True,
-        )
-    except OSError as e:
+class _Run:
+    """One run under a supervisor, from its start to its result file."""
+
+    def __init__(self, launch: Launch, token: str, env: dict[str, str], cwd: str):
+        self.launch = launch
+        self.files = launch.files
+        self.token = token
+        self.env = env
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+        self.out: CappedOutput | None = None
+        self.out_fd = self.read_fd = self.pidfd = -1
+        self.outcome: dict = {"run_id": launch.run_id, "output": self.files.output}
+        self.timeout_at: float | None = None
+        self.kill_at: float | None = None
+        self.drain_until: float | None = None
+        self.status: str | None = None
+        self.reason: str | None = None
+        self.pipe_open = False
+
+    def start(self) -> dict | None:
+        """Start the job; returns a finished outcome if it could not be started."""
+        self.out_fd = os.open(self.files.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.out = CappedOutput(self.out_fd, self.launch.output_cap)
+        self.read_fd, write_fd = os.pipe()
+        self.outcome["started_at"] = time.time()
+        try:
+            self.proc = subprocess.Popen(
+                self.launch.argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=self.cwd,
+                env=self.env, start_new_session=True, close_fds=True,
+            )
+        except OSError as e:
+            os.close(write_fd)
+            os.close(self.read_fd)
+            message = f"can't start {self.launch.argv[0]!r} in {self.cwd}: {e.strerror}"
+            os.write(self.out_fd, (message + "\n").encode())
+            os.close(self.out_fd)
+            return {**self.outcome, "status": "failed", "exit_code": None, "signal": None,
+                    "reason": message, "ended_at": time.time(), "output_bytes": len(message) + 1}
         os.close(write_fd)
-        os.close(read_fd)
-        message = f"can't start {launch.argv[0]!r} in {cwd}: {e.strerror}"
-        os.write(out_fd, (message + "\n").encode())
-        os.close(out_fd)
-        return {**outcome, "status": "failed", "exit_code": None, "signal": None, "reason": message,
-                "ended_at": time.time(), "output_bytes": len(message) + 1}
-    os.close(write_fd)
-    ticks = start_ticks(proc.pid) or 0
-    with open(files.job_pid, "w") as f:
-        f.write(f"{proc.pid} {ticks}\n")
-    outcome.update(job_pid=proc.pid, job_start=ticks)
-    status, reason = _watch(proc, launch, out, read_fd, stop, wake_r, files)
-    returncode = proc.returncode
-    truncated = out.finish()
-    os.close(out_fd)
-    ended_at = time.time()
-    exit_code = returncode if returncode >= 0 else None
-    sig = -returncode if returncode < 0 else None
-    if status is None:
-        status = "succeeded" if returncode == 0 else "failed"
-    return {**outcome, "status": status, "exit_code": exit_code, "signal": sig, "reason": reason,
-            "ended_at": ended_at, "output_bytes": out.total, "output_truncated": truncated}
+        self.pipe_open = True
+        ticks = start_ticks(self.proc.pid) or 0
+        with open(self.files.job_pid, "w") as f:
+            f.write(f"{self.proc.pid} {ticks}\n")
+        self.outcome.update(job_pid=self.proc.pid, job_start=ticks)
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        if self.launch.timeout:
+            self.timeout_at = time.monotonic() + self.launch.timeout
+        return None
+
+    def stop(self, status: str, reason: str) -> None:
+        if self.proc is None or self.proc.returncode is not None or self.status is not None:
+            return
+        self.status, self.reason = status, reason
+        _killpg(self.proc.pid, signal.SIGTERM)
+        self.kill_at = time.monotonic() + self.launch.kill_grace
+
+    def deadlines(self) -> list[float]:
+        return [d for d in (self.timeout_at if self.status is None else None, self.kill_at, self.drain_until)
+                if d is not None]
+
+    def enforce(self, now: float) -> None:
+        if self.proc is None:
+            return
+        if self.proc.returncode is None and self.timeout_at is not None and now >= self.timeout_at:
+            self.stop("timed_out", f"ran longer than its timeout of {self.launch.timeout:g} s")
+        if self.kill_at is not None and now >= self.kill_at:
+            _killpg(self.proc.pid, signal.SIGKILL)
+            self.kill_at = None
+
+    def on_output(self) -> bool:
+        """Copy what the job wrote; False at end of file."""
+        data = os.read(self.read_fd, 65536)
+        if data:
+            assert self.out is not None
+            self.out.write(data)
+            return True
+        self.pipe_open = False
+        return False
+
+    def on_exit(self) -> None:
+        assert self.proc is not None
+        self.proc.wait()
+        self.drain_until = time.monotonic() + DRAIN_AFTER_EXIT
+        if self.kill_at is not None and not _group_alive(self.proc.pid):
+            self.kill_at = None
+
+    def over(self, now: float) -> bool:
+        if self.proc is None or self.proc.returncode is None:
+            return False
+        return not self.pipe_open or (self.drain_until is not None and now >= self.drain_until)
+
+    def result(self) -> dict:
+        assert self.proc is not None and self.out is not None
+        os.close(self.pidfd)
+        os.close(self.read_fd)
+        if self.kill_at is not None:  # the job is gone; give what is left of its group the same end
+            _killpg(self.proc.pid, signal.SIGKILL)
+        returncode = self.proc.returncode
+        truncated = self.out.finish()
+        os.close(self.out_fd)
+        status = self.status or ("succeeded" if returncode == 0 else "failed")
+        return {**self.outcome, "status": status, "exit_code": returncode if returncode >= 0 else None,
+                "signal": -returncode if returncode < 0 else None, "reason": self.reason,
+                "ended_at": time.time(), "output_bytes": self.out.total, "output_truncated": truncated,
+                "leftover_processes": _group_alive(self.proc.pid)}
 
 
-def _watch(
-    proc: subprocess.Popen, job: Launch, out: CappedOutput, read_fd: int, stop: _StopFlag, wake_r: int,
-    files: RunFiles,
-) -> tuple[str | None, str | None]:
-    """Copy output and wait for the job, enforcing timeout and stop requests.
+class _Supervisor:
+    """Starts a batch of runs, each at its slot, and watches them to their ends."""
 
-    Returns (status override, reason): (None, None) when the job ended on its own.
-    """
-    pidfd = os.pidfd_open(proc.pid)
-    poller = select.poll()
-    poller.register(read_fd, select.POLLIN)
-    poller.register(pidfd, select.POLLIN)
-    poller.register(wake_r, select.POLLIN)
-    start = time.monotonic()
-    timeout_at = start + job.timeout if job.timeout else None
-    kill_at: float | None = None
-    drain_until: float | None = None
-    status: str | None = None
-    reason: str | None = None
-    pipe_open = True
-    while pipe_open or proc.returncode is None:
-        now = time.monotonic()
-        if proc.returncode is None and status is None:
-            if stop.requested:
-                status, reason = "interrupted", _read_stop_reason(files)
-            elif timeout_at is not None and now >= timeout_at:
-                status, reason = "timed_out", f"ran longer than its timeout of {job.timeout:g} s"
-            if status is not None:
-                _killpg(proc.pid, signal.SIGTERM)
-                kill_at = now + job.kill_grace
-        if kill_at is not None and now >= kill_at:
-            _killpg(proc.pid, signal.SIGKILL)
-            kill_at = None
-        if proc.returncode is not None and drain_until is not None and now >= drain_until:
-            break
-        deadlines = [d for d in (timeout_at if status is None else None, kill_at, drain_until) if d is not None]
-        wait_ms = None if not deadlines else max(0, int((min(deadlines) - now) * 1000) + 1)
-        for fd, _ in poller.poll(wait_ms):
-            if fd == read_fd:
-                data = os.read(read_fd, 65536)
-                if data:
-                    out.write(data)
-                else:
-                    poller.unregister(read_fd)
-                    pipe_open = False
-            elif fd == pidfd:
-                poller.unregister(pidfd)
-                proc.wait()
-                drain_until = time.monotonic() + DRAIN_AFTER_EXIT
-                if kill_at is not None and not _group_alive(proc.pid):
-                    kill_at = None
-            elif fd == wake_r:
-                os.read(wake_r, 512)
-    os.close(pidfd)
-    os.close(read_fd)
-    if kill_at is not None:  # the job is gone; give what is left of its group the same end
-        _killpg(proc.pid, signal.SIGKILL)
-    return status, reason
+    def __init__(self, launches: list[Launch], stop: _StopFlag, wake_r: int, notify_fd: int | None):
+        self.stop_flag = stop
+        self.wake_r = wake_r
+        self.notify_fd = notify_fd
+        self.me = ProcId.me()
+        self.pending: list[_Run] = []
+        for launch in sorted(launches, key=lambda x: x.start_at or 0.0):
+            env, cwd = _job_environment(launch)
+            os.makedirs(launch.folder, mode=0o700, exist_ok=True)
+            token = json.dumps({"run_id": launch.run_id, "reaper_pid": self.me.pid, "reaper_start": self.me.start})
+            self.pending.append(_Run(launch, token, env, cwd))
+        self.active: dict[int, _Run] = {}  # by run id
+        self.by_fd: dict[int, tuple[_Run, str]] = {}
+        self.poller = select.poll()
+        self.poller.register(wake_r, select.POLLIN)
+
+    def run(self) -> int:
+        if self.pending and self.pending[0].launch.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.pending[0].launch.nofile)
+        while self.pending or self.active:
+            self._start_due()
+            if self.stop_flag.requested:
+                self.stop_flag.requested = False
+                self._stop_requested()
+            now = time.monotonic()
+            for r in list(self.active.values()):
+                r.enforce(now)
+                if r.over(now):
+                    self._finish(r, r.result())
+            if not self.pending and not self.active:
+                break
+            waits = [d - now + 0.001 for r in self.active.values() for d in r.deadlines()]
+            if self.pending:  # wake just before the slot; _start_due sleeps the last stretch exactly
+                waits.append((self.pending[0].launch.start_at or 0.0) - time.time() - 0.0015)
+            wait_ms = None if not waits else max(0, math.ceil(min(waits) * 1000))
+            for fd, _ in self.poller.poll(wait_ms):
+                self._on_event(fd)
+        return 0
+
+    def _start_due(self) -> None:
+        while self.pending:
+            r = self.pending[0]
+            start_at = r.launch.start_at
+            if start_at is not None and start_at > time.time():
+                if self.active or start_at - time.time() > 0.002:
+                    return
+                while (left := start_at - time.time()) > 0:  # never before its time
+                    time.sleep(left)
+            self.pending.pop(0)
+            if not r.files.take_token(r.token):
+                continue  # another process started (or abandoned) this run
+            for target in r.launch.targets:
+                _stop_target(target, f"replaced by run {r.launch.run_id}")
+            failed = r.start()
+            if failed is not None:
+                self._finish(r, failed)
+                continue
+            self.active[r.launch.run_id] = r
+            for fd, kind in ((r.read_fd, "out"), (r.pidfd, "exit")):
+                self.by_fd[fd] = (r, kind)
+                self.poller.register(fd, select.POLLIN)
+
+    def _on_event(self, fd: int) -> None:
+        if fd == self.wake_r:
+            os.read(self.wake_r, 512)
+            return
+        r, kind = self.by_fd[fd]
+        if kind == "out":
+            if not r.on_output():
+                self._forget(fd)
+        else:
+            self._forget(fd)
+            r.on_exit()
+
+    def _forget(self, fd: int) -> None:
+        self.poller.unregister(fd)
+        del self.by_fd[fd]
+
+    def _stop_requested(self) -> None:
+        """SIGTERM: stop the runs that have a stop request; with none, stop every run."""
+        asked = [r for r in self.active.values() if os.path.exists(r.files.stop)]
+        for r in asked or list(self.active.values()):
+            r.stop("interrupted", _read_stop_reason(r.files))
+        if not asked:
+            for r in self.pending:
+                if r.files.take_token(r.token):
+                    self._finish(r, {**r.outcome, "status": "interrupted", "exit_code": None, "signal": None,
+                                     "reason": "its supervisor was stopped before the slot came",
+                                     "ended_at": time.time(), "output_bytes": 0})
+            self.pending.clear()
+
+    def _finish(self, r: _Run, outcome: dict) -> None:
+        for fd in [fd for fd, (owner, _) in self.by_fd.items() if owner is r]:
+            self._forget(fd)
+        self.active.pop(r.launch.run_id, None)
+        # Not fsynced: a result lost to a power cut is recorded as `interrupted`, and skipping
+        # two fsyncs per run keeps a burst of short runs from queueing behind the disk.
+        atomic_write(r.files.result, json.dumps(outcome).encode(), durable=False)
+        if self.notify_fd is not None:
+            try:
+                os.write(self.notify_fd, f"{r.launch.run_id}\n".encode())
+            except OSError:  # a daemon that is busy or gone: it finds the result file later
+                pass
 
 
 def _read_stop_reason(files: RunFiles) -> str:
@@ -519,11 +619,12 @@ def _stop_target(target: Target, reason: str) -> None:
     deadline = time.monotonic() + target.kill_grace + 5.0
     escalated = False
     while time.monotonic() < deadline:
-        reaper_alive = target.reaper is not None and target.reaper.alive()
         job_alive = job is not None and job.alive()
-        if not reaper_alive and not job_alive:
+        reaper_busy = target.reaper is not None and target.reaper.alive() and \
+            not os.path.exists(target.files.result)
+        if not reaper_busy and not job_alive:
             return
-        if not reaper_alive and job_alive and not escalated and time.monotonic() > deadline - 5.0:
+        if not reaper_busy and job_alive and not escalated and time.monotonic() > deadline - 5.0:
             _killpg(job.pid, signal.SIGKILL)  # no supervisor left to escalate for us
             escalated = True
         time.sleep(0.02)

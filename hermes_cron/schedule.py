@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -123,8 +124,10 @@ _EVERY = re.compile(r"^every\s+(.+)$", re.IGNORECASE)
 _AT = re.compile(r"^at\s+(.+)$", re.IGNORECASE)
 
 
+@lru_cache(maxsize=65536)
 def parse_schedule(text: str, tz: str, hash_key: str = "", anchor: float = 0.0) -> Schedule:
-    """Parse a schedule; raise InvalidInput naming what is wrong."""
+    """Parse a schedule; raise InvalidInput naming what is wrong. Cached: reloading a store of
+    many jobs after one edit recompiles only the schedule that changed."""
     raw = " ".join(text.split())
     if not raw:
         raise InvalidInput("schedule is empty")

@@ -299,6 +299,10 @@ class State:
         r = self.query("SELECT MIN(next_run) FROM sched WHERE enabled = 1 AND next_run IS NOT NULL")
         return r[0][0] if r else None
 
+    def due_count(self, at: float) -> int:
+        return self.query("SELECT COUNT(*) FROM sched WHERE enabled = 1 AND next_run IS NOT NULL AND next_run <= ?",
+                          (at,))[0][0]
+
     def upcoming(self, limit: int) -> list[tuple[str, float]]:
         return self.query(
             "SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL ORDER BY next_run LIMIT ?",
