@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from . import __version__
 from .errors import HermesCronError, InvalidInput
 
 
@@ -50,7 +51,7 @@ def _emit_json(data: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_home_option
-@click.version_option(package_name="hermes-cron", prog_name="hermes-cron")
+@click.version_option(__version__, prog_name="hermes-cron")
 def cli() -> None:
     """hermes-cron: a cron daemon that fires on time and never loses a run."""
     _drop_to_home_owner()

@@ -21,6 +21,24 @@ from .fsutil import atomic_write
 from .procinfo import ProcId, boot_id, cmdline
 
 HEARTBEAT_VERSION = 1
+STALE_FACTOR = 2.0  # a heartbeat that hasn't moved for this many heartbeat intervals is stale
+DEFAULT_INTERVAL = 300.0  # assumed when a heartbeat doesn't say (60 s ticks x 5)
+
+
+def stale_threshold(hb: dict[str, Any] | None) -> float:
+    """How long a heartbeat may stand still before it counts as stale: STALE_FACTOR times the
+    interval the heartbeat itself declares, so readers need no other configuration."""
+    interval = (hb or {}).get("interval_s")
+    return STALE_FACTOR * (float(interval) if isinstance(interval, (int, float)) and interval > 0 else DEFAULT_INTERVAL)
+
+
+def failing(hb: dict[str, Any], threshold: float) -> bool:
+    """Alive but failing: the heartbeat moves, but no tick has succeeded for `threshold`."""
+    last_ok = hb.get("last_ok_tick") or hb.get("started_at")
+    now = hb.get("time")
+    if not isinstance(now, (int, float)) or not isinstance(last_ok, (int, float)):
+        return bool(hb.get("consecutive_failures"))
+    return bool(hb.get("consecutive_failures")) and now - last_ok >= threshold
 
 
 def write_heartbeat(path: str, data: dict[str, Any]) -> None:

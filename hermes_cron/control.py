@@ -9,13 +9,12 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .contract import PidInfo, read_heartbeat, read_pidfile, verify
+from .contract import PidInfo, read_heartbeat, read_pidfile, stale_threshold, verify
 from .errors import DaemonError, HermesCronError
 from .paths import Home
 from .procinfo import ProcId, cmdline
 
 START_TIMEOUT = 30.0
-STALE_FACTOR = 2.0  # a heartbeat older than this many heartbeat intervals is stale
 
 
 @dataclass(frozen=True)
@@ -119,6 +118,7 @@ def stop(home: Home, timeout: float = 10.0) -> tuple[DaemonLookup, bool]:
     """SIGTERM the verified daemon, wait up to `timeout`, then SIGKILL. Returns (what was found,
     whether it had to be killed). Never signals a process that isn't our daemon."""
     found = lookup(home)
+    mark_stopped(home)
     if found.proc is None:
         remove_stale_pidfile(home, found)
         return found, False
@@ -131,6 +131,18 @@ def stop(home: Home, timeout: float = 10.0) -> tuple[DaemonLookup, bool]:
         raise DaemonError(f"the daemon (pid {proc.pid}) survived SIGKILL")
     remove_stale_pidfile(home, lookup(home))
     return found, True
+
+
+def mark_stopped(home: Home) -> None:
+    """Leave word that the daemon was stopped on purpose, so a watchdog doesn't start it again.
+    The next daemon to start removes it."""
+    import json
+
+    from .fsutil import atomic_write
+
+    if os.path.isdir(home.cron):
+        atomic_write(home.stopped_marker, (json.dumps({"at": time.time(), "pid": os.getpid()}) + "\n").encode(),
+                     durable=False)
 
 
 def _signal(proc: ProcId, sig: int) -> None:
@@ -154,8 +166,7 @@ def heartbeat_health(hb: dict | None, now: float) -> dict:
     """Judge a heartbeat read from disk: its age against the stale threshold, and tick health."""
     if hb is None:
         return {"heartbeat": None, "stale": True, "failing": False}
-    interval = float(hb.get("interval_s") or 300.0)
-    threshold = STALE_FACTOR * interval
+    threshold = stale_threshold(hb)
     age = max(0.0, now - float(hb.get("time") or 0))
     last_ok = hb.get("last_ok_tick")
     failing = bool(hb.get("consecutive_failures")) or last_ok is None

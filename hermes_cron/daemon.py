@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__
+from . import __version__, faults
 from .clock import SYSTEM, Clock
 from .contract import remove_pidfile, write_heartbeat, write_pidfile
 from .dispatch import Dispatcher
@@ -93,6 +93,11 @@ class Daemon:
         """Run until SIGTERM/SIGINT; return the exit code."""
         self._take_daemon_lock()
         try:
+            faults.hit("daemon.start")
+            try:
+                os.unlink(self.home.stopped_marker)
+            except FileNotFoundError:
+                pass
             self._install_signals()
             self._raise_fd_limit()
             self.health.started_at = self.clock.time()

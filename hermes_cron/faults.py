@@ -2,8 +2,8 @@
 
 $HERMES_CRON_FAULTS is a comma-separated list of `point=action`, where action is
 `raise` (RuntimeError), `raise@N` (only the Nth time), `exit` (BaseException: SystemExit),
-or `sleep:SECONDS`. Points: `tick.locked` (inside the tick, lock held) and
-`dispatch.claimed` (after the claim is saved, before the run starts).
+or `sleep:SECONDS`. Points: `tick.locked` (inside the tick, lock held), `dispatch.claimed` (after
+the claim is saved, before the run starts) and `daemon.start` (as the daemon comes up).
 """
 
 from __future__ import annotations

@@ -9,26 +9,16 @@ from functools import cached_property
 from typing import Any
 
 from .errors import InvalidInput
+from .names import check_name
 from .schedule import Schedule, parse_schedule
 from .zones_lite import utc_iso
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OVERLAP_POLICIES = ("skip", "allow", "replace")
 DEFAULT_OUTPUT_CAP = 1024 * 1024
 DEFAULT_MISFIRE_GRACE = 600.0
 DEFAULT_KILL_GRACE = 10.0
 DEFAULT_KEEP_RUNS = 50
-
-
-def check_name(name: str) -> str:
-    """Refuse names that are empty, too long, or could steer a path (`/`, `..`, leading `.`)."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name or name.startswith("."):
-        raise InvalidInput(
-            f"job name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
-            "not starting with '.' and without '..'"
-        )
-    return name
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from .fsutil import ensure_private_dir
-from .jobs import check_name
+from .names import check_name
 
 
 def resolve_home(option: str | None = None) -> str:
@@ -53,6 +53,10 @@ class Home:
     @property
     def pidfile(self) -> str:
         return self._in("hermes-cron.pid")
+
+    @property
+    def stopped_marker(self) -> str:
+        return self._in(".stopped")
 
     @property
     def runs(self) -> str:

@@ -175,9 +175,9 @@ class Daemon:
         return float("nan")
 
     def cpu_s(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time so far, in seconds, to the nanosecond (schedstat), not to the clock tick."""
+        with open(f"/proc/{self.pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
 
     def wakeups(self) -> int:
         """Context switches so far (voluntary + involuntary): each wake-up costs at least one."""
