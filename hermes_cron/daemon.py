@@ -319,9 +319,18 @@ class Daemon:
         )
 
     def _status_line(self) -> str:
+        """One line for systemd's STATUS=: ticks, runs going on, what is due next."""
         running = len(self.dispatcher.watched) if self.dispatcher else 0
-        ok = "ok" if self.health.consecutive_failures == 0 else f"failing x{self.health.consecutive_failures}"
-        return f"ticks={self.health.ticks} running={running} last-tick={ok}"
+        ok = "ok" if self.health.consecutive_failures == 0 else f"FAILING x{self.health.consecutive_failures}"
+        nxt = ""
+        if self.state is not None:
+            try:
+                upcoming = self.state.upcoming(1)
+                if upcoming:
+                    nxt = f", next {upcoming[0][0]} at {utc_iso(upcoming[0][1])}"
+            except HermesCronError:
+                pass
+        return f"{self.health.ticks} ticks, last {ok}, {running} running{nxt}"
 
     # set-up and tear-down ---------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from hermes_cron.fsutil import atomic_write
 from hermes_cron.locks import FileLock
+from hermes_cron.notify import notify
 
 from .judge import FAILING, GONE, HEALTHY, STALE, Judge, Memory, Observation, Verdict
 from .restarts import RestartBook
@@ -164,8 +165,10 @@ class Watchdog:
             self.judge.restart_grace(self.sys.mono())  # a new watchdog gives the daemon a full threshold
             self.log.info("watchdog.started_watching", home=self.sys.home, unit=self.unit,
                           restarts_in_window=len(self.book.recent(self.sys.wall())))
+            notify("READY=1")
             while not self.stop_signal:
-                self.check()
+                verdict = self.check()
+                notify(f"WATCHDOG=1\nSTATUS=daemon {verdict.state}: {verdict.reason}"[:400])
                 ready, _, _ = select.select([self._wake_r], [], [], self.interval())
                 if ready:
                     try:
@@ -173,6 +176,7 @@ class Watchdog:
                     except BlockingIOError:
                         pass
             self.log.info("watchdog.stopped", signal=signal.Signals(self.stop_signal).name)
+            notify("STOPPING=1")
             return 0
         finally:
             lock.release()
