@@ -35,10 +35,8 @@ def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=30)
-    args = ap.parse_args()
+def measure(runs: int) -> list[tuple[str, list[float]]]:
+    """Wall times of each command, `runs` times, in a fresh regular install with a daemon up."""
     work = tempfile.mkdtemp(prefix="hermes-bench-status-")
     try:
         exe = install(os.path.join(work, "venv"))
@@ -47,18 +45,26 @@ def main() -> None:
                        stdout=subprocess.DEVNULL)
         subprocess.run([exe, "start"], env=env, check=True, stdout=subprocess.DEVNULL)
         try:
-            python = timed([os.path.join(work, "venv", "bin", "python"), "-c", "pass"], env, args.runs)
+            python = timed([os.path.join(work, "venv", "bin", "python"), "-c", "pass"], env, runs)
             rows = [("python -c pass (the floor)", python)]
             for cmd in (["status"], ["status", "--json"], ["list"], ["--version"]):
-                rows.append((f"hermes-cron {' '.join(cmd)}", timed([exe, *cmd], env, args.runs)))
+                rows.append((f"hermes-cron {' '.join(cmd)}", timed([exe, *cmd], env, runs)))
         finally:
             subprocess.run([exe, "stop"], env=env, stdout=subprocess.DEVNULL)
-        print("\n| command | median | p90 |\n| --- | --- | --- |")
-        for name, values in rows:
-            print(f"| {name} | {statistics.median(values) * 1000:.1f} ms | {percentile(values, 0.9) * 1000:.1f} ms |")
-        print(f"\n(`python scripts/bench_status.py --runs {args.runs}`, regular install, {os.cpu_count()} cores)")
+        return rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+    rows = measure(args.runs)
+    print("\n| command | median | p90 |\n| --- | --- | --- |")
+    for name, values in rows:
+        print(f"| {name} | {statistics.median(values) * 1000:.1f} ms | {percentile(values, 0.9) * 1000:.1f} ms |")
+    print(f"\n(`python scripts/bench_status.py --runs {args.runs}`, regular install, {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":
