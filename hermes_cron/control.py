@@ -4,7 +4,6 @@ the process a pidfile names is really our daemon before sending it anything."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -122,15 +121,11 @@ def stop(home: Home, timeout: float = 10.0) -> tuple[DaemonLookup, bool]:
     if found.proc is None:
         remove_stale_pidfile(home, found)
         return found, False
-    proc = found.proc
-    _signal(proc, signal.SIGTERM)
-    if _wait_gone(proc, timeout):
-        return found, False
-    _signal(proc, signal.SIGKILL)
-    if not _wait_gone(proc, 10.0):
-        raise DaemonError(f"the daemon (pid {proc.pid}) survived SIGKILL")
+    gone, killed = found.proc.terminate(timeout)
+    if not gone:
+        raise DaemonError(f"the daemon (pid {found.proc.pid}) survived SIGKILL")
     remove_stale_pidfile(home, lookup(home))
-    return found, True
+    return found, killed
 
 
 def mark_stopped(home: Home) -> None:
@@ -143,23 +138,6 @@ def mark_stopped(home: Home) -> None:
     if os.path.isdir(home.cron):
         atomic_write(home.stopped_marker, (json.dumps({"at": time.time(), "pid": os.getpid()}) + "\n").encode(),
                      durable=False)
-
-
-def _signal(proc: ProcId, sig: int) -> None:
-    if proc.alive():  # checked right before: the pid can't have been reused by someone else yet
-        try:
-            os.kill(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_gone(proc: ProcId, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while proc.alive():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def heartbeat_health(hb: dict | None, now: float) -> dict:

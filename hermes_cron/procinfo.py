@@ -4,6 +4,8 @@ so a pid that the kernel reused for another program is never mistaken for ours."
 from __future__ import annotations
 
 import os
+import signal
+import time
 from dataclasses import dataclass
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -32,6 +34,35 @@ class ProcId:
 
     def started_at(self) -> float:
         return boot_time() + self.start / CLK_TCK
+
+    def signal(self, sig: int) -> bool:
+        """Send `sig` if this very process is still alive (checked right before: a pid the kernel
+        reused for another program is never hit)."""
+        if not self.alive():
+            return False
+        try:
+            os.kill(self.pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def terminate(self, timeout: float) -> tuple[bool, bool]:
+        """SIGTERM (and SIGCONT, in case it is stopped), wait up to `timeout`, then SIGKILL.
+        Returns (gone, had to kill)."""
+        self.signal(signal.SIGTERM)
+        self.signal(signal.SIGCONT)
+        if self.wait_gone(timeout):
+            return True, False
+        self.signal(signal.SIGKILL)
+        return self.wait_gone(10.0), True
 
 
 def _stat_fields(pid: int) -> list[str] | None:

@@ -35,22 +35,7 @@ class DaemonProc:
         return self.proc.pid
 
     def events(self, name: str | None = None, **match: Any) -> list[dict]:
-        try:
-            with open(self.log_path) as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if name is not None and e.get("event") != name:
-                continue
-            if all(e.get(k) == v for k, v in match.items()):
-                out.append(e)
-        return out
+        return read_events(self.log_path, name, **match)
 
     def wait_event(self, name: str, timeout: float = 10, count: int = 1, **match: Any) -> list[dict]:
         def found() -> list[dict] | None:
@@ -81,6 +66,26 @@ class DaemonProc:
     def kill9(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def read_events(path: str, name: str | None = None, **match: Any) -> list[dict]:
+    """The structlog events in a JSON-lines log file, by event name and field values."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if name is not None and e.get("event") != name:
+            continue
+        if all(e.get(k) == v for k, v in match.items()):
+            out.append(e)
+    return out
 
 
 def runs(home: Home, job: str | None = None) -> list[Run]:

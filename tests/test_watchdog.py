@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import cli_env, wait_for
-from daemon_harness import kill_leftovers, pid_alive, runs
+from daemon_harness import kill_leftovers, pid_alive, read_events, runs
 
 pytestmark = pytest.mark.slow
 
@@ -28,19 +28,7 @@ class Dog:
             env=cli_env(home, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def events(self, name: str) -> list[dict]:
-        try:
-            lines = open(self.log).read().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("event") == name:
-                out.append(e)
-        return out
+        return read_events(self.log, name)
 
     def wait(self, name: str, timeout: float = 15, count: int = 1) -> list[dict]:
         return wait_for(lambda: len(self.events(name)) >= count and self.events(name), timeout,

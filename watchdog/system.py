@@ -4,7 +4,6 @@ a recording double in its place (and real-process tests use the real one)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -52,30 +51,8 @@ class System:
 
     # acting
     def terminate(self, proc: ProcId, timeout: float) -> bool:
-        """TERM (and CONT, in case it is stopped), wait, then KILL; True once it is gone.
-        `proc` is re-checked before every signal, so a reused pid is never hit."""
-        for sig in (signal.SIGTERM, signal.SIGCONT):
-            if proc.alive():
-                try:
-                    os.kill(proc.pid, sig)
-                except ProcessLookupError:
-                    pass
-        if self._wait_gone(proc, timeout):
-            return True
-        if proc.alive():
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return self._wait_gone(proc, 10.0)
-
-    def _wait_gone(self, proc: ProcId, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while proc.alive():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        """TERM (and CONT, in case it is stopped), wait, then KILL; True once it is gone."""
+        return proc.terminate(timeout)[0]
 
     def start(self, argv: list[str]) -> int:
         """Start a daemon detached from us; its output goes to cron/daemon.stderr."""
