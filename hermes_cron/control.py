@@ -78,6 +78,9 @@ def start(home: Home, run_args: list[str], timeout: float = START_TIMEOUT) -> tu
     while time.monotonic() < deadline:
         code = child.poll()
         if code is not None:
+            other = lookup(home).proc
+            if other is not None:  # another start won the race: that daemon is ours too
+                return other, True
             raise DaemonError(f"the daemon exited at start (code {code}): {_last_error(errors)}")
         hb = read_heartbeat(home.heartbeat)
         if hb is not None and hb.get("pid") == child.pid:

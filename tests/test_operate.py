@@ -228,3 +228,13 @@ def test_jobs_outlive_a_plain_stop(cli, home):
     run = wait_for(lambda: runs(home, "long")[-1].reaper_pid and runs(home, "long")[-1])
     assert cli("stop").returncode == 0
     assert pid_alive(run.reaper_pid)
+
+
+def test_concurrent_starts_leave_one_daemon_and_both_succeed(cli, home):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: cli("start", *FAST), range(3)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    pids = {int(r.stdout.split("pid ")[1].rstrip(")\n")) for r in results}
+    assert len(pids) == 1
