@@ -175,6 +175,12 @@ class Daemon:
         """Sleep until the next tick boundary, due slot or deadline, or until woken; return the
         horizon to tick for. A due slot is woken for LEAD early, so its runs are claimed and
         handed to their supervisors before the slot, and start on it."""
+        now = self.clock.time()
+        if self._next_tick - now > self.settings.tick_interval + 1.0:
+            # The wall clock stepped back: tick on the new clock's boundaries rather than wait
+            # for the old one (slots still never fire before their time).
+            self.log.warning("clock.stepped_back", by_s=round(self._next_tick - now - self.settings.tick_interval, 3))
+            self._next_tick = self._boundary_after(now)
         target, lead = self._next_tick, LEAD
         if self.state is not None:
             try:
@@ -192,6 +198,8 @@ class Daemon:
             now = self.clock.time()
             if now >= wake_at:
                 return target
+            if wake_at - now > self.settings.tick_interval + lead + 1.0:
+                return now  # the wall clock stepped back while we slept: start over from it
             until = wake_at
             if self.dispatcher is not None and self.dispatcher.wants_spare and wake_at - now > SPARE_LEAD:
                 # Fork the spare while nothing is due, and not right beside a start it would slow.

@@ -213,3 +213,34 @@ def test_sighup_reopens_the_log_file(cli, home, daemons):
     wait_for(lambda: os.path.exists(d.log_path), what="a new log file")
     d.wait_event("logs.reopened")
     assert d.stop() == 0
+
+
+CLOCK_STEP_SCRIPT = """
+import sys, time
+from hermes_cron.clock import Clock
+from hermes_cron.daemon import Daemon, Settings
+from hermes_cron.logs import configure, get_logger
+from hermes_cron.paths import Home
+
+class SteppingClock(Clock):
+    # the wall clock steps back an hour two seconds in
+    start = time.monotonic()
+    def time(self):
+        return time.time() - (3600 if time.monotonic() - self.start > 2 else 0)
+
+configure("json", sys.argv[2], "info")
+Daemon(Home(sys.argv[1]), Settings(tick_interval=0.5, heartbeat_every=1), get_logger(), clock=SteppingClock()).run()
+"""
+
+
+def test_a_wall_clock_step_back_does_not_stop_the_ticks(home, tmp_path):
+    log = tmp_path / "stepping.log"
+    proc = subprocess.Popen([sys.executable, "-c", CLOCK_STEP_SCRIPT, home.root, str(log)])
+    try:
+        wait_for(lambda: "clock.stepped_back" in (log.read_text() if log.exists() else ""), 10,
+                 what="the step back to be noticed")
+        ticks = json.load(open(home.heartbeat))["ticks"]
+        wait_for(lambda: json.load(open(home.heartbeat))["ticks"] >= ticks + 4, 5, what="ticks after the step")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0

@@ -121,8 +121,13 @@ class FakeSystem:
         self.calls.append(("systemctl", unit, user))
         return 0, ""
 
+    state = ("active", "running")
+
     def systemctl_state(self, unit, user):
-        return "active"
+        return self.state
+
+    def own_files(self, *paths):
+        pass
 
 
 def test_a_hung_daemon_is_killed_and_started_again(tmp_path):
@@ -167,3 +172,20 @@ def test_restart_counts_survive_the_watchdogs_own_restart(tmp_path):
     again = Watchdog(fs, Silent(), stale_after=5)
     again.load()
     assert len(again.book.recent(fs.wall())) == 1
+
+
+def test_under_systemd_a_start_in_progress_is_left_to_systemd(tmp_path):
+    fs = FakeSystem(tmp_path)
+    dog = Watchdog(fs, Silent(), stale_after=5, unit="hermes-cron.service")
+    dog.judge.restart_grace(0)
+    fs.pid = None  # between the old daemon's exit and the new one's pidfile
+    for state in (("activating", "start"), ("activating", "auto-restart"), ("deactivating", "stop-sigterm")):
+        fs.state = state
+        dog.check()
+    assert fs.calls == []
+    fs.state = ("inactive", "dead")  # stopped by an admin
+    dog.check()
+    assert fs.calls == []
+    fs.state = ("failed", "failed")
+    dog.check()
+    assert fs.calls == [("systemctl", "hermes-cron.service", False)]

@@ -56,6 +56,7 @@ class Watchdog:
                                                               "at": self.sys.wall()}}
         try:
             atomic_write(self.state_path, (json.dumps(data) + "\n").encode(), durable=False)
+            self.sys.own_files(self.state_path)
         except OSError as e:
             self.log.error("watchdog.state_unwritable", path=self.state_path, error=str(e))
 
@@ -81,6 +82,10 @@ class Watchdog:
                 if self.book.giving_up:
                     self.log.info("watchdog.recovered", **verdict.evidence)
                 self.book.healthy(wall, stable_for=self.judge.threshold(self.sys.heartbeat()))
+        elif verdict.state in (STALE, GONE) and (busy := self._systemd_busy()):
+            # systemd is already starting, stopping or restarting it: that is not ours to race
+            self.log.debug("watchdog.check", state=verdict.state, reason=f"unit is {busy}; left to systemd")
+            self.judge.restart_grace(self.sys.mono())
         elif verdict.state == STALE:
             self.log.warning("watchdog.stale", reason=verdict.reason, **verdict.evidence)
             self.restart(verdict)
@@ -107,9 +112,17 @@ class Watchdog:
 
     def _stopped_on_purpose(self) -> bool:
         if self.unit:
-            state = self.sys.systemctl_state(self.unit, self.user)
-            return state in ("inactive", "deactivating")
+            return self.sys.systemctl_state(self.unit, self.user)[0] == "inactive"
         return self.sys.stopped_on_purpose()
+
+    def _systemd_busy(self) -> str | None:
+        """Under systemd, the unit's state if a start, stop or restart of it is under way."""
+        if not self.unit:
+            return None
+        active, sub = self.sys.systemctl_state(self.unit, self.user)
+        if active in ("activating", "deactivating", "reloading") or sub == "auto-restart":
+            return f"{active}/{sub}"
+        return None
 
     def restart(self, verdict: Verdict) -> bool:
         """Restart the daemon unless the backoff or the burst limit says wait; True if restarted."""
@@ -157,8 +170,10 @@ class Watchdog:
         return min(max(self.judge.threshold(self.sys.heartbeat()) / 4, 0.2), 30.0)
 
     def run(self) -> int:
-        lock = FileLock(os.path.join(self.sys.cron, ".watchdog.lock"), "the watchdog lock")
+        lock_path = os.path.join(self.sys.cron, ".watchdog.lock")
+        lock = FileLock(lock_path, "the watchdog lock")
         lock.acquire(0)
+        self.sys.own_files(lock_path)
         try:
             self._install_signals()
             self.load()

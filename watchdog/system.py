@@ -72,10 +72,28 @@ class System:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         return proc.returncode, (proc.stderr or proc.stdout).strip()
 
-    def systemctl_state(self, unit: str, user: bool) -> str:
-        argv = ["systemctl", *(["--user"] if user else []), "show", "-p", "ActiveState", "--value", unit]
+    def systemctl_state(self, unit: str, user: bool) -> tuple[str, str]:
+        """The unit's (ActiveState, SubState), e.g. ("active", "running"), ("activating", "auto-restart")."""
+        argv = ["systemctl", *(["--user"] if user else []), "show", "-p", "ActiveState", "-p", "SubState", unit]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        return proc.stdout.strip() or "unknown"
+        props = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+        return props.get("ActiveState", "unknown"), props.get("SubState", "unknown")
+
+    def own_files(self, *paths: str) -> None:
+        """Run as root on a home that belongs to someone else: leave our files theirs."""
+        if os.geteuid() != 0:
+            return
+        try:
+            st = os.stat(self.cron)
+        except OSError:
+            return
+        if st.st_uid == 0:
+            return
+        for path in paths:
+            try:
+                os.chown(path, st.st_uid, st.st_gid)
+            except OSError:
+                pass
 
     def reap(self) -> None:
         self._children = [c for c in self._children if c.poll() is None]
