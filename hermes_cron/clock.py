@@ -8,16 +8,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Clock:
-    """Wall time (UTC POSIX seconds), monotonic time, and boot time (monotonic + suspend)."""
+    """Wall time, in UTC POSIX seconds. The daemon reads the time only through this."""
 
     def time(self) -> float:
         return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def boottime(self) -> float:
-        return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 SYSTEM = Clock()

@@ -175,8 +175,7 @@ class Dispatcher:
                 self._drop_queued(old.id)
                 self.finish(old, "interrupted", reason=f"replaced by run {claim.run_id} before it started")
                 continue
-            token = files.read_token() or {}
-            reaper = _proc(token.get("reaper_pid"), token.get("reaper_start")) or _proc(old.reaper_pid, old.reaper_start)
+            reaper = files.read_reaper() or _proc(old.reaper_pid, old.reaper_start)
             grace = old.job_spec.kill_grace if old.spec else claim.job.kill_grace
             targets.append(Target(old.id, files.folder, reaper, grace))
         return tuple(targets)
@@ -380,7 +379,7 @@ class Dispatcher:
             if token is not None or run.state != "claimed":
                 self.finish(run, "interrupted", reason=_token_reason(token, run))
             return
-        reaper = _proc(token.get("reaper_pid"), token.get("reaper_start"))
+        reaper = files.read_reaper()
         if reaper is not None and reaper.alive():
             if self._take_over(run):
                 self._watch_reaper(run, reaper, job_def)

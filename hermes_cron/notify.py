@@ -21,15 +21,3 @@ def notify(message: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def watchdog_interval() -> float | None:
-    """The keep-alive interval systemd expects (half of WatchdogSec), if it watches us."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return int(usec) / 2e6
-    except ValueError:
-        return None

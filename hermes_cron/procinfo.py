@@ -95,19 +95,6 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]] if raw else []
 
 
-def environ_value(pid: int, key: str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    prefix = key.encode() + b"="
-    for item in raw.split(b"\0"):
-        if item.startswith(prefix):
-            return item[len(prefix) :].decode(errors="replace")
-    return None
-
-
 def boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
@@ -122,14 +109,3 @@ def boot_time() -> float:
             if line.startswith("btime "):
                 return float(line.split()[1])
     return 0.0
-
-
-def group_members(pgid: int) -> list[int]:
-    """Pids whose process group is `pgid`."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields and int(fields[2]) == pgid and fields[0] != "Z":
-                out.append(int(entry))
-    return out

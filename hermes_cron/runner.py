@@ -76,6 +76,13 @@ class RunFiles:
     def read_token(self) -> dict | None:
         return self.read_json(self.token)
 
+    def read_reaper(self) -> ProcId | None:
+        """The supervisor that took the start token, if one did."""
+        token = self.read_token() or {}
+        if "reaper_pid" not in token or "reaper_start" not in token:
+            return None
+        return ProcId(int(token["reaper_pid"]), int(token["reaper_start"]))
+
     def read_job_pid(self) -> ProcId | None:
         try:
             with open(self.job_pid) as f:

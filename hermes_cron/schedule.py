@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from .cronexpr import CronSpec, parse_cron
@@ -180,16 +180,3 @@ def check_fires(schedule: Schedule, now: float) -> None:
         if isinstance(schedule, AtSchedule):
             raise InvalidInput(f"one-shot time {schedule.text!r} is in the past")
         raise InvalidInput(f"schedule {schedule.text!r} never fires (no matching date within ten years)")
-
-
-__all__ = [
-    "AtSchedule",
-    "CronSchedule",
-    "IntervalSchedule",
-    "RebootSchedule",
-    "Schedule",
-    "check_fires",
-    "parse_schedule",
-    "upcoming",
-    "timedelta",
-]

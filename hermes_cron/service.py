@@ -275,22 +275,21 @@ def wait_run(home: Home, run_id: int, poll: float = 0.05):  # -> state.Run
 
 
 def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
-    from .procinfo import ProcId
     from .runner import RunFiles, request_stop
 
     run = state.run(run_id)
     if run is None or run.state == "done":
         return
     files = RunFiles(home.run_dir(run.job, run.id))
-    token = files.read_token() or {}
-    reaper = (ProcId(token["reaper_pid"], token["reaper_start"]) if "reaper_pid" in token else None)
-    request_stop(files, reaper, files.read_job_pid(), reason)
+    request_stop(files, files.read_reaper(), files.read_job_pid(), reason)
 
 
 def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
     """Stop every run in flight, group by group (TERM, then KILL after each job's kill grace),
     wait for them, and record them. Returns how many were asked to stop."""
-    from .runner import RunFiles
+    from .dispatch import Dispatcher
+    from .logs import Silent
+    from .procinfo import ProcId
 
     state = State(home)
     try:
@@ -307,10 +306,6 @@ def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
                 break
             time.sleep(0.05)
         collect_results(home, state)
-        from .dispatch import Dispatcher
-        from .logs import Silent
-        from .procinfo import ProcId
-
         Dispatcher(home, state, ProcId.me(), Silent()).recover(time.time())
         return len(open_runs)
     finally:
@@ -318,15 +313,13 @@ def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
 
 
 def _run_alive(home: Home, run) -> bool:
-    from .procinfo import ProcId
+    """Whether a run is still going: no result yet, and its supervisor or its job alive."""
     from .runner import RunFiles
 
     files = RunFiles(home.run_dir(run.job, run.id))
-    token = files.read_token() or {}
-    if "reaper_pid" in token and ProcId(token["reaper_pid"], token["reaper_start"]).alive():
-        return True
-    job = files.read_job_pid()
-    return job is not None and job.alive()
+    if files.read_result() is not None:
+        return False
+    return any(p is not None and p.alive() for p in (files.read_reaper(), files.read_job_pid()))
 
 
 def history(home: Home, name: str, limit: int):  # -> list[state.Run]

@@ -269,16 +269,6 @@ class State:
         )
         return {r[0]: SchedRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
 
-    def sched_row(self, job: str) -> SchedRow | None:
-        r = self.query(
-            "SELECT job, fingerprint, enabled, kind, next_run, last_slot, done, boot_id FROM sched WHERE job = ?",
-            (job,),
-        )
-        if not r:
-            return None
-        r0 = r[0]
-        return SchedRow(r0[0], r0[1], bool(r0[2]), r0[3], r0[4], r0[5], bool(r0[6]), r0[7])
-
     def due(self, now: float) -> list[tuple[str, float]]:
         return self.query(
             "SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL AND next_run <= ? "
@@ -355,11 +345,6 @@ class State:
                            (job,), "ORDER BY id DESC LIMIT 1")
         return found[0] if found else None
 
-    def recent_failures(self, limit: int) -> list[Run]:
-        return self._runs(
-            "status IN ('failed', 'timed_out', 'interrupted')", (limit,), "ORDER BY ended_at DESC LIMIT ?"
-        )
-
     def last_statuses(self) -> dict[str, tuple[str | None, float | None]]:
         rows = self.query(
             "SELECT r.job, r.status, r.ended_at FROM runs r JOIN "
@@ -397,9 +382,3 @@ class State:
     def request(self, request_id: int) -> tuple[int, int | None, str | None] | None:
         r = self.query("SELECT handled, run_id, error FROM requests WHERE id = ?", (request_id,))
         return r[0] if r else None
-
-    def counts(self) -> dict[str, int]:
-        r = self.query(
-            "SELECT SUM(enabled = 1 AND done = 0), SUM(enabled = 0), SUM(done = 1) FROM sched"
-        )[0]
-        return {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0}

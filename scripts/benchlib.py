@@ -97,9 +97,7 @@ def write_jobs(home: str, jobs: list[dict[str, Any]]) -> None:
     from hermes_cron import jobstore
     from hermes_cron.jobs import Job
     from hermes_cron.paths import Home
-    from hermes_cron.procinfo import boot_id
     from hermes_cron.state import State
-    from hermes_cron.ticker import reconcile
 
     h = Home(home)
     now = time.time()
