@@ -35,6 +35,8 @@ LEAD_PER_RUN = 0.00025  # and this much earlier for each run due at that moment 
 MAX_LEAD = 1.0  # but never more than this
 SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
 SPARE_DELAY = 0.05  # ... and no sooner than this after a dispatch
+IDLE_WORK_LEAD = 0.2  # housekeeping (the WAL checkpoint) only when nothing is due sooner,
+CHECKPOINT_OVERDUE = 10  # unless it has waited this many ticks
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Daemon:
         self._next_tick = 0.0
         self._target = 0.0  # the next moment something is due: a tick, a slot or a deadline
         self._last_dispatch = 0.0
+        self._checkpoint_due = 0
         self._nofile: tuple[int, int] | None = None
 
     # the loop ---------------------------------------------------------------------------
@@ -151,6 +154,7 @@ class Daemon:
             self._watch_fds()
             self.health.last_ok_tick = now
             self.health.consecutive_failures = 0
+            self._checkpoint_due += counted  # counted ticks since the last checkpoint
             notify(f"WATCHDOG=1\nSTATUS={self._status_line()}")
         except (SystemExit, KeyboardInterrupt):  # logged by run(), then honoured
             raise
@@ -201,6 +205,14 @@ class Daemon:
             if wake_at - now > self.settings.tick_interval + lead + 1.0:
                 return now  # the wall clock stepped back while we slept: start over from it
             until = wake_at
+            if self._checkpoint_due and self.state is not None and (
+                    wake_at - now > IDLE_WORK_LEAD or self._checkpoint_due >= CHECKPOINT_OVERDUE):
+                self._checkpoint_due = 0
+                try:
+                    self.state.checkpoint()
+                except HermesCronError as e:
+                    self.log.warning("checkpoint.failed", error=str(e))
+                continue
             if self.dispatcher is not None and self.dispatcher.wants_spare and wake_at - now > SPARE_LEAD:
                 # Fork the spare while nothing is due, and not right beside a start it would slow.
                 spare_at = self._last_dispatch + SPARE_DELAY
@@ -284,7 +296,7 @@ class Daemon:
         if self.state is not None:
             return
         self.home.ensure()
-        self.state = State(self.home, busy_timeout=self.settings.lock_timeout)
+        self.state = State(self.home, busy_timeout=self.settings.lock_timeout, manual_checkpoints=True)
         self.scheduler = Scheduler(self.home, self.state, self.me, self.boot_id, self.settings.lock_timeout)
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from . import faults, jobstore
 from .errors import StoreError
@@ -19,7 +20,7 @@ from .paths import Home
 from .policy import Decision, decide
 from .procinfo import ProcId
 from .schedule import AtSchedule
-from .state import State
+from .state import RUN_INSERT_COLUMNS, State
 
 TICK_LOCK_TIMEOUT = 5.0
 
@@ -88,9 +89,11 @@ class Scheduler:
         # A changed jobs.json is read, and compared with the version reconciled last, before the
         # lock is taken, not under it.
         defs = self.definitions
-        if self._reconciled is not None and self._diff_for is not defs:
+        if self._reconciled is not None and self._reconciled is not defs and self._diff_for is not defs:
             self._diff = changed_jobs(self._reconciled, defs)
             self._diff_for = defs
+        if only_requests is None:
+            self._prepare(defs, time.time() if now is None else now)
         lock = FileLock(self.home.tick_lock, "the tick lock")
         lock.acquire(self.lock_timeout)
         try:
@@ -107,11 +110,13 @@ class Scheduler:
                     reboot = self.state.reboot_due(self.boot_id)
                     if due or reboot:
                         in_flight = self._in_flight()
+                        batch = _Batch()
                         for name, first in due:
-                            self._decide(name, first, now, in_flight, report)
+                            self._decide(name, first, now, in_flight, report, batch)
                         for name in reboot:
-                            self._claim(self._job(name), wall, wall, "reboot", (), report)
+                            self._claim(self._job(name), wall, wall, "reboot", (), report, batch, in_flight)
                             self.state.mark_rebooted(name, self.boot_id)
+                        batch.flush(self.state)
                 open_requests = [r for r in self.state.open_requests()
                                  if only_requests is None or r[0] in only_requests]
                 if open_requests:
@@ -122,6 +127,15 @@ class Scheduler:
             return report
         finally:
             lock.release()
+
+    def _prepare(self, defs: Definitions, now: float) -> None:
+        """Outside the lock: compile the schedules and freeze the specs of the jobs about to be
+        due, so that the tick under the lock only decides and writes."""
+        for name, _ in self.state.due(now):
+            job = defs.jobs.get(name)
+            if job is not None:
+                job.compiled  # noqa: B018
+                job.spec_json  # noqa: B018
 
     # steps ------------------------------------------------------------------------------
 
@@ -153,40 +167,45 @@ class Scheduler:
         return out
 
     def _decide(self, name: str, first: float, now: float, in_flight: dict[str, list[int]],
-                report: TickReport) -> None:
+                report: TickReport, batch: _Batch) -> None:
         job = self._job(name)
         d: Decision = decide(job.compiled, first, now, job.misfire_grace, job.overlap,
                              tuple(in_flight.get(name, ())))
+        wall = report.wall
         if d.missed is not None:
-            self.state.insert_run(
-                job=name, trigger="schedule", scheduled=d.missed.newest, state="done", status="missed",
-                claimed_at=report.wall, ended_at=report.wall, missed_count=d.missed.count, first_missed=d.missed_first,
-                reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) passed unrun "
-                "(daemon down, machine asleep, or later than the misfire grace)",
-            )
+            batch.run(None, job=name, trigger="schedule", scheduled=d.missed.newest, state="done", status="missed",
+                      claimed_at=wall, ended_at=wall, missed_count=d.missed.count, first_missed=d.missed_first,
+                      reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) passed unrun "
+                      "(daemon down, machine asleep, or later than the misfire grace)")
             report.missed.append((name, d.missed.count, d.missed.capped, d.missed_first or first, d.missed.newest))
         if d.fire is not None:
             if d.skipped:
-                run_id = self.state.insert_run(
-                    job=name, trigger="schedule", scheduled=d.fire, state="done", status="skipped",
-                    claimed_at=report.wall, ended_at=report.wall,
-                    reason=f"run(s) {', '.join(map(str, in_flight[name]))} still in flight (overlap: skip)",
-                )
-                report.skipped.append((name, d.fire, run_id))
+                fire = d.fire
+                batch.run(lambda run_id: report.skipped.append((name, fire, run_id)),
+                          job=name, trigger="schedule", scheduled=fire, state="done", status="skipped",
+                          claimed_at=wall, ended_at=wall,
+                          reason=f"run(s) {', '.join(map(str, in_flight[name]))} still in flight (overlap: skip)")
             else:
-                run_id = self._claim(job, d.fire, report.wall, "schedule", d.replaces, report)
-                in_flight.setdefault(name, []).append(run_id)
-        self.state.advance(name, d.next_run, d.fire if d.fire is not None else (d.missed.newest if d.missed else None), d.done)
+                self._claim(job, d.fire, wall, "schedule", d.replaces, report, batch, in_flight)
+        batch.advance(name, d.next_run, d.fire if d.fire is not None else (d.missed.newest if d.missed else None),
+                      d.done)
 
-    def _claim(self, job: Job, scheduled: float | None, wall: float, trigger: str,
-               replaces: tuple[int, ...], report: TickReport) -> int:
-        run_id = self.state.insert_run(
-            job=job.name, trigger=trigger, scheduled=scheduled, state="claimed", claimed_at=wall,
-            owner_pid=self.owner.pid, owner_start=self.owner.start,
-            replaces=json.dumps(list(replaces)) if replaces else None,
-            spec=job.spec_json,
-        )
-        report.claims.append(Claim(run_id, job, scheduled, trigger, replaces))
+    def _claim(self, job: Job, scheduled: float | None, wall: float, trigger: str, replaces: tuple[int, ...],
+               report: TickReport, batch: _Batch | None = None, in_flight: dict[str, list[int]] | None = None) -> int:
+        """Record a claimed run; with a batch, the id comes when the batch is flushed."""
+        def claimed(run_id: int) -> None:
+            report.claims.append(Claim(run_id, job, scheduled, trigger, replaces))
+            if in_flight is not None:
+                in_flight.setdefault(job.name, []).append(run_id)
+
+        values = dict(job=job.name, trigger=trigger, scheduled=scheduled, state="claimed", claimed_at=wall,
+                      owner_pid=self.owner.pid, owner_start=self.owner.start,
+                      replaces=json.dumps(list(replaces)) if replaces else None, spec=job.spec_json)
+        if batch is not None:
+            batch.run(claimed, **values)
+            return -1
+        run_id = self.state.insert_run(**values)
+        claimed(run_id)
         return run_id
 
     def _answer(self, request_id: int, name: str, now: float, in_flight: dict[str, list[int]],
@@ -207,10 +226,35 @@ class Scheduler:
             report.skipped.append((name, now, run_id))
         else:
             replaces = running if job.overlap == "replace" else ()
-            run_id = self._claim(job, now, now, "manual", replaces, report)
-            in_flight.setdefault(name, []).append(run_id)
+            run_id = self._claim(job, now, now, "manual", replaces, report, in_flight=in_flight)
         self.state.answer_request(request_id, run_id, None)
         report.requests.append((request_id, run_id, None))
+
+
+class _Batch:
+    """The writes of one tick's decisions, made with two executemany calls instead of a couple
+    of statements per due job (the lock is held for them)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.then: list[Callable[[int], None] | None] = []
+        self.advances: list[tuple] = []
+
+    def run(self, then: Callable[[int], None] | None, **values: Any) -> None:
+        self.rows.append(tuple(values.get(c) for c in RUN_INSERT_COLUMNS))
+        self.then.append(then)
+
+    def advance(self, job: str, next_run: float | None, last_slot: float | None, done: bool) -> None:
+        self.advances.append((next_run, last_slot, int(done), job))
+
+    def flush(self, state: State) -> None:
+        if self.rows:
+            first = state.insert_runs(self.rows)
+            for offset, then in enumerate(self.then):
+                if then is not None:
+                    then(first + offset)
+        if self.advances:
+            state.advance_many(self.advances)
 
 
 def changed_jobs(old: Definitions, new: Definitions) -> set[str]:
