@@ -30,13 +30,17 @@ from .state import State
 from .ticker import Scheduler, TickReport
 from .zones_lite import utc_iso
 
-LEAD = 0.02  # wake this long before a due slot: claim it, hand it over, start it on the slot,
-LEAD_PER_RUN = 0.00025  # and this much earlier for each run due at that moment (bursts),
+# Wake this long before a due slot: claim it (durably: the commit is fsynced, and a VM's disk
+# now and then takes a few hundred ms for that), hand it to a supervisor, and start it on the
+# slot. The lead absorbs that jitter instead of the job's start time.
+LEAD = 0.25
+LEAD_PER_RUN = 0.00025  # And this much earlier for each run due at that moment (bursts),
 MAX_LEAD = 1.0  # but never more than this
 SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
 SPARE_DELAY = 0.05  # ... and no sooner than this after a dispatch
 IDLE_WORK_LEAD = 0.2  # housekeeping (the WAL checkpoint) only when nothing is due sooner,
 CHECKPOINT_OVERDUE = 10  # unless it has waited this many ticks
+SLOW_TICK = 0.05  # a tick holding the lock longer than this is logged as a warning, with its phases
 
 
 @dataclass(frozen=True)
@@ -208,10 +212,12 @@ class Daemon:
             if self._checkpoint_due and self.state is not None and (
                     wake_at - now > IDLE_WORK_LEAD or self._checkpoint_due >= CHECKPOINT_OVERDUE):
                 self._checkpoint_due = 0
+                t0 = time.monotonic()
                 try:
                     self.state.checkpoint()
                 except HermesCronError as e:
                     self.log.warning("checkpoint.failed", error=str(e))
+                self.log.debug("checkpoint", took_ms=round((time.monotonic() - t0) * 1000, 2))
                 continue
             if self.dispatcher is not None and self.dispatcher.wants_spare and wake_at - now > SPARE_LEAD:
                 # Fork the spare while nothing is due, and not right beside a start it would slow.
@@ -279,11 +285,14 @@ class Daemon:
             "next_due": next_due, "started_at": self.health.started_at, "home": self.home.root,
             "version": __version__,
         }
+        t0 = time.monotonic()
         try:
             write_heartbeat(self.home.heartbeat, data)
         except OSError as e:
             self.log.error("heartbeat.failed", error=str(e))
+        data["write_ms"] = round((time.monotonic() - t0) * 1000, 2)
         self.log.info("heartbeat", uptime_s=round(now - self.health.started_at, 1), ticks=self.health.ticks,
+                      write_ms=data["write_ms"],
                       running=running, next_due=next_due, healthy=self.health.consecutive_failures == 0)
 
     # steps' helpers ---------------------------------------------------------------------
@@ -332,10 +341,14 @@ class Daemon:
         for name, count, capped, first, newest in report.missed:
             self.log.warning("job.missed", job=name, count=count, at_least=capped,
                              first=utc_iso(first), newest=utc_iso(newest))
+        if report.lock_held > SLOW_TICK:
+            self.log.warning("tick.slow", lock_held_ms=round(report.lock_held * 1000, 3),
+                             phases_ms={k: round(v * 1000, 3) for k, v in report.phases.items()})
         eventful = report.claims or report.skipped or report.missed
         (self.log.info if eventful else self.log.debug)(
             "tick", counted=counted, ticks=self.health.ticks, claimed=len(report.claims),
-            lock_held_ms=round(report.lock_held * 1000, 3),
+            lock_held_ms=round(report.lock_held * 1000, 3), at=round(report.wall, 6),
+            horizon=round(report.now, 6),
         )
 
     def _status_line(self) -> str:

@@ -46,6 +46,7 @@ class TickReport:
     lock_held: float = 0.0
     synced: bool = False
     wall: float = 0.0  # the clock when the tick ran (`now` may be a little ahead of it)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds since the lock was taken
 
 
 def initial_next_run(job: Job, now: float) -> float | None:
@@ -101,9 +102,12 @@ class Scheduler:
             wall = time.time()
             now = wall if now is None else now
             report = TickReport(now, wall=wall)
+            phase = report.phases
             with self.state.transaction():
+                phase["begin"] = time.monotonic() - t0
                 faults.hit("tick.locked")
                 report.synced = self._sync(now)
+                phase["sync"] = time.monotonic() - t0
                 in_flight = None
                 if only_requests is None:
                     due = self.state.due(now)
@@ -116,13 +120,16 @@ class Scheduler:
                         for name in reboot:
                             self._claim(self._job(name), wall, wall, "reboot", (), report, batch, in_flight)
                             self.state.mark_rebooted(name, self.boot_id)
+                        phase["decide"] = time.monotonic() - t0
                         batch.flush(self.state)
+                        phase["write"] = time.monotonic() - t0
                 open_requests = [r for r in self.state.open_requests()
                                  if only_requests is None or r[0] in only_requests]
                 if open_requests:
                     in_flight = in_flight if in_flight is not None else self._in_flight()
                     for request_id, name, requested_at in open_requests:
                         self._answer(request_id, name, wall, in_flight, report)
+                phase["requests"] = time.monotonic() - t0
             report.lock_held = time.monotonic() - t0
             return report
         finally:
