@@ -457,6 +457,8 @@ def _proc(pid: Any, start: Any) -> ProcId | None:
 def _token_reason(token: dict | None, run: Run) -> str:
     if token and "abandoned_by" in token:
         return f"abandoned by pid {token['abandoned_by']}: claimed but never started"
+    if token and "cancelled" in token:
+        return f"{token['cancelled']} before it started"
     if token and "cancelled_by_run" in token:
         return f"replaced by run {token['cancelled_by_run']} before it started"
     return "marked running, but its supervisor left no trace; the exit status is unknown"

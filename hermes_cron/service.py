@@ -29,13 +29,17 @@ def _checked(job: Job, now: float) -> Job:
     return job
 
 
-def _edit(home: Home, change: Callable[[dict[str, Job]], Any]) -> Any:
-    """Apply `change` to the jobs under the store lock, then reconcile state and nudge the daemon."""
+def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str, str] | None = None) -> Any:
+    """Apply `change` to the jobs under the store lock, then reconcile state and nudge the daemon.
+    With `stops` (job name, why), the job's scheduled runs that are claimed but not yet started
+    are cancelled too, still under the lock."""
     state = State(home)  # opened first: a broken state database aborts before anything is written
     try:
         def after(defs: Definitions) -> None:
             with state.transaction():
                 reconcile(state, defs, time.time(), boot_id())
+            if stops is not None:
+                cancel_unstarted(home, state, *stops)
 
         result = jobstore.mutate(home, change, after)
     finally:
@@ -100,7 +104,7 @@ def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
 
 
 def remove_job(home: Home, name: str) -> Job:
-    return _edit(home, lambda jobs: jobs.pop(name) if name in jobs else _get(jobs, name))
+    return _edit(home, lambda jobs: jobs.pop(name) if name in jobs else _get(jobs, name), (name, "job removed"))
 
 
 def set_enabled(home: Home, name: str, enabled: bool) -> Job:
@@ -108,7 +112,30 @@ def set_enabled(home: Home, name: str, enabled: bool) -> Job:
         jobs[name] = _get(jobs, name).evolve(enabled=enabled)
         return jobs[name]
 
-    return _edit(home, change)
+    return _edit(home, change, None if enabled else (name, "job paused"))
+
+
+def cancel_unstarted(home: Home, state: State, name: str, why: str) -> int:
+    """Cancel a job's scheduled runs that were claimed but have not started, recording each as
+    skipped. The daemon claims a slot a moment before it comes (up to a second, in a burst), so
+    without this a pause or a removal made in that moment would not hold for that slot. The run's
+    start token decides between this and the supervisor about to start it: whoever creates it
+    first wins. Manual runs (`trigger`) are left alone. Returns how many were cancelled."""
+    from .dispatch import Dispatcher
+    from .logs import Silent
+    from .procinfo import ProcId
+    from .runner import RunFiles
+
+    dispatcher = None
+    cancelled = 0
+    for run in state.open_runs():
+        if run.job != name or run.trigger != "schedule":
+            continue
+        if RunFiles(home.run_dir(run.job, run.id)).take_token({"cancelled": why}):
+            dispatcher = dispatcher or Dispatcher(home, state, ProcId.me(), Silent())
+            dispatcher.finish(run, "skipped", reason=f"{why} before it started")
+            cancelled += 1
+    return cancelled
 
 
 def _get(jobs: dict[str, Job], name: str) -> Job:

@@ -123,6 +123,31 @@ def test_claimed_too_long_ago_is_marked_not_dropped(cli, home, daemons):
     assert d2.stop() == 0
 
 
+@pytest.mark.parametrize("command", ["pause", "remove"])
+def test_pause_or_remove_holds_for_a_slot_already_claimed(cli, home, daemons, tmp_path, command):
+    """The daemon claims a slot a moment before it comes. A pause (or a removal) that returns
+    in that moment still holds: the claimed run is cancelled, never started."""
+    marker = tmp_path / "ran"
+    add(cli, "job", "every 2s", "sh", "-c", f"echo $HERMES_CRON_RUN_ID >> {marker}")
+    d = daemons(faults="dispatch.claimed=sleep:2")  # a wide gap between claim and start
+    d.wait_started()
+    claimed = wait_for(lambda: [r for r in runs(home, "job") if r.state == "claimed"], 10, what="a claim")[0]
+    r = cli(command, "job")
+    assert r.returncode == 0, r.stderr
+    d.wait_event("job.started", run_id=claimed.id)  # the daemon handed it to a supervisor...
+    run = wait_for(lambda: [x for x in runs(home) if x.id == claimed.id and x.state == "done"], 10)[0]
+    assert run.status == "skipped" and run.reason == f"job {command}d before it started", run
+    token = json.loads(open(os.path.join(home.run_dir("job", run.id), "start")).read())
+    assert token == {"cancelled": f"job {command}d"}  # ...which found the start taken: never started
+    if command == "pause":  # a manual run still works, and is the only one that ran
+        r = cli("trigger", "job", "--wait")
+        assert r.returncode == 0, r.stderr
+        assert marker.read_text().split() == [str(runs(home, "job")[-1].id)]
+    else:
+        assert not marker.exists()
+    assert d.stop() == 0
+
+
 def test_orphaned_job_is_adopted_when_its_supervisor_dies_too(cli, home, daemons):
     add(cli, "orphan", "every 1h", "sleep", "3")
     d = daemons()
