@@ -375,6 +375,20 @@ class Dispatcher:
                     f"claimed by pid {run.owner_pid}, which died before starting it; "
                     f"{late:.0f} s late is past the misfire grace, so it was not started"))
             return
+        if token is None and run.state == "running":
+            # Handed to a supervisor that had not started it yet: it waits for the slot (the
+            # daemon claims ahead), or it died first. A live one is watched; a dead one can't
+            # start it any more, and taking the start token makes sure before it is recorded.
+            reaper = _proc(run.reaper_pid, run.reaper_start)
+            if reaper is not None and reaper.alive():
+                if self._take_over(run):
+                    self._watch_reaper(run, reaper, job_def)
+                return
+            if files.take_token({"abandoned_by": self.owner.pid}):
+                self.finish(run, "interrupted", reason=f"its supervisor (pid {run.reaper_pid}) ended "
+                            "before starting it")
+                return
+            token = files.read_token()  # the supervisor took it a moment ago
         if token is None or "reaper_pid" not in token:
             if token is not None or run.state != "claimed":
                 self.finish(run, "interrupted", reason=_token_reason(token, run))

@@ -3,7 +3,8 @@
 $HERMES_CRON_FAULTS is a comma-separated list of `point=action`, where action is
 `raise` (RuntimeError), `raise@N` (only the Nth time), `exit` (BaseException: SystemExit),
 or `sleep:SECONDS`. Points: `tick.locked` (inside the tick, lock held), `dispatch.claimed` (after
-the claim is saved, before the run starts) and `daemon.start` (as the daemon comes up).
+the claim is saved, before the run starts), `supervisor.start` (in a supervisor, at the slot,
+before it takes the run's start token) and `daemon.start` (as the daemon comes up).
 """
 
 from __future__ import annotations

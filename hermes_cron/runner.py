@@ -31,6 +31,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from . import faults
 from .fsutil import atomic_write
 from .jobs import Job
 from .procinfo import ProcId, start_ticks
@@ -520,6 +521,7 @@ class _Supervisor:
                 while (left := start_at - time.time()) > 0:  # never before its time
                     time.sleep(left)
             self.pending.pop(0)
+            faults.hit("supervisor.start")
             if not r.files.take_token(r.token):
                 continue  # another process started (or abandoned) this run
             for target in r.launch.targets:

@@ -302,12 +302,20 @@ def wait_run(home: Home, run_id: int, poll: float = 0.05):  # -> state.Run
 
 
 def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
+    """Stop a run: one not started yet (its supervisor may be waiting for the slot) is
+    cancelled through its start token; a started one is asked to stop."""
+    from .dispatch import Dispatcher
+    from .logs import Silent
+    from .procinfo import ProcId
     from .runner import RunFiles, request_stop
 
     run = state.run(run_id)
     if run is None or run.state == "done":
         return
     files = RunFiles(home.run_dir(run.job, run.id))
+    if files.read_token() is None and files.take_token({"cancelled": reason}):
+        Dispatcher(home, state, ProcId.me(), Silent()).finish(run, "interrupted", reason=f"{reason} before it started")
+        return
     request_stop(files, files.read_reaper(), files.read_job_pid(), reason)
 
 

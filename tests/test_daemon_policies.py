@@ -148,6 +148,44 @@ def test_pause_or_remove_holds_for_a_slot_already_claimed(cli, home, daemons, tm
     assert d.stop() == 0
 
 
+def _handed_over_not_started(cli, home, daemons, marker):
+    """A run handed to its supervisor, which has not started the job yet (as in the moment
+    between a claim made ahead of its slot and the slot): the fault holds the supervisor."""
+    add(cli, "job", "every 1h", "sh", "-c", f"echo $HERMES_CRON_RUN_ID >> {marker}")
+    d = daemons(faults="supervisor.start=sleep:3")
+    d.wait_started()
+    cli("trigger", "job", check=True)
+    run = wait_for(lambda: [r for r in runs(home, "job") if r.state == "running" and r.reaper_pid], 10,
+                   what="the run handed to its supervisor")[0]
+    assert not os.path.exists(os.path.join(home.run_dir("job", run.id), "start"))
+    return d, run
+
+
+def test_stop_jobs_cancels_a_run_whose_supervisor_waits_for_its_slot(cli, home, daemons, tmp_path):
+    marker = tmp_path / "ran"
+    d, run = _handed_over_not_started(cli, home, daemons, marker)
+    r = cli("stop", "--jobs")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: not pid_alive(run.reaper_pid), 10, what="the supervisor to give up the run")
+    got = runs(home, "job")[-1]
+    assert (got.id, got.status) == (run.id, "interrupted") and got.reason.endswith("before it started"), got
+    assert not marker.exists(), "the job started after its run was recorded as stopped"
+
+
+def test_new_daemon_watches_a_supervisor_waiting_for_its_slot(cli, home, daemons, tmp_path):
+    marker = tmp_path / "ran"
+    d, run = _handed_over_not_started(cli, home, daemons, marker)
+    d.kill9()
+    d2 = daemons()
+    adopted = d2.wait_event("job.adopted", job="job")[0]
+    assert adopted["action"] == "watch" and adopted["supervisor_pid"] == run.reaper_pid
+    d2.wait_event("job.finished", job="job", timeout=15)
+    got = runs(home, "job")[-1]
+    assert (got.id, got.status) == (run.id, "succeeded"), got
+    assert marker.read_text().split() == [str(run.id)]
+    assert d2.stop() == 0
+
+
 def test_orphaned_job_is_adopted_when_its_supervisor_dies_too(cli, home, daemons):
     add(cli, "orphan", "every 1h", "sleep", "3")
     d = daemons()
