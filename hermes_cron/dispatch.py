@@ -164,14 +164,15 @@ class Dispatcher:
         self.notify_fd = self._notify_w = None
 
     def _targets(self, claim: Claim) -> tuple[Target, ...]:
-        """The runs a `replace` claim stops first. Runs not yet started are simply cancelled."""
+        """The runs a `replace` claim stops first. Runs not yet started (no start token, even if
+        a supervisor holds them for their slot) are simply cancelled."""
         targets = []
         for old_id in claim.replaces:
             old = self.state.run(old_id)
             if old is None or old.state == "done":
                 continue
             files = self.files(old.job, old.id)
-            if old.state == "claimed" and files.take_token({"cancelled_by_run": claim.run_id}):
+            if files.take_token({"cancelled_by_run": claim.run_id}):
                 self._drop_queued(old.id)
                 self.finish(old, "interrupted", reason=f"replaced by run {claim.run_id} before it started")
                 continue

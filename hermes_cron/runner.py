@@ -552,17 +552,21 @@ class _Supervisor:
         del self.by_fd[fd]
 
     def _stop_requested(self) -> None:
-        """SIGTERM: stop the runs that have a stop request; with none, stop every run."""
+        """SIGTERM: stop the runs that have a stop request, started or still waiting for their
+        slot; with none, stop every run."""
         asked = [r for r in self.active.values() if os.path.exists(r.files.stop)]
-        for r in asked or list(self.active.values()):
+        waiting = [r for r in self.pending if os.path.exists(r.files.stop)]
+        if not asked and not waiting:
+            asked, waiting = list(self.active.values()), list(self.pending)
+        for r in asked:
             r.stop("interrupted", _read_stop_reason(r.files))
-        if not asked:
-            for r in self.pending:
-                if r.files.take_token(r.token):
-                    self._finish(r, {**r.outcome, "status": "interrupted", "exit_code": None, "signal": None,
-                                     "reason": "its supervisor was stopped before the slot came",
-                                     "ended_at": time.time(), "output_bytes": 0})
-            self.pending.clear()
+        for r in waiting:
+            self.pending.remove(r)
+            if r.files.take_token(r.token):
+                reason = _read_stop_reason(r.files) if os.path.exists(r.files.stop) else "its supervisor was stopped"
+                self._finish(r, {**r.outcome, "status": "interrupted", "exit_code": None, "signal": None,
+                                 "reason": f"{reason} before the slot came", "ended_at": time.time(),
+                                 "output_bytes": 0})
 
     def _finish(self, r: _Run, outcome: dict) -> None:
         for fd in [fd for fd, (owner, _) in self.by_fd.items() if owner is r]:

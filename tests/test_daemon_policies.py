@@ -186,6 +186,23 @@ def test_new_daemon_watches_a_supervisor_waiting_for_its_slot(cli, home, daemons
     assert d2.stop() == 0
 
 
+def test_replace_cancels_a_run_whose_supervisor_waits_for_its_slot(cli, home, daemons, tmp_path):
+    marker = tmp_path / "ran"
+    add(cli, "job", "every 1h", "sh", "-c", f"echo $HERMES_CRON_RUN_ID >> {marker}", overlap="replace")
+    d = daemons(faults="supervisor.start=sleep:2")
+    d.wait_started()
+    cli("trigger", "job", check=True)
+    first = wait_for(lambda: [r for r in runs(home, "job") if r.state == "running" and r.reaper_pid], 10,
+                     what="the run handed to its supervisor")[0]
+    cli("trigger", "job", check=True)
+    d.wait_event("job.finished", job="job", status="succeeded", timeout=15)
+    got = {r.id: r for r in runs(home, "job")}
+    assert got[first.id].status == "interrupted", got[first.id]
+    assert got[first.id].reason == f"replaced by run {first.id + 1} before it started"
+    assert marker.read_text().split() == [str(first.id + 1)]
+    assert d.stop() == 0
+
+
 def test_orphaned_job_is_adopted_when_its_supervisor_dies_too(cli, home, daemons):
     add(cli, "orphan", "every 1h", "sleep", "3")
     d = daemons()
