@@ -208,7 +208,7 @@ def _store_facts(home: Home, report: dict, now: float) -> None:
             r = conn.execute("SELECT SUM(enabled = 1 AND done = 0), SUM(enabled = 0), SUM(done = 1) FROM sched").fetchone()
             report["jobs"] = {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0}
             report["in_flight"] = [
-                {"run_id": i, "job": j, "state": s, "started": iso(st), "age_s": round(now - (st or c), 1)}
+                {"run_id": i, "job": j, "state": s, "started": iso(st), "age_s": round(max(0.0, now - (st or c)), 1)}
                 for i, j, s, st, c in conn.execute(
                     "SELECT id, job, state, started_at, claimed_at FROM runs WHERE state != 'done' ORDER BY id")]
             report["next"] = [{"job": j, "at": iso(t)} for j, t in conn.execute(
