@@ -313,7 +313,7 @@ def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
     if run is None or run.state == "done":
         return
     files = RunFiles(home.run_dir(run.job, run.id))
-    if files.read_token() is None and files.take_token({"cancelled": reason}):
+    if files.take_token({"cancelled": reason}):
         Dispatcher(home, state, ProcId.me(), Silent()).finish(run, "interrupted", reason=f"{reason} before it started")
         return
     request_stop(files, files.read_reaper(), files.read_job_pid(), reason)
