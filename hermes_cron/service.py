@@ -121,9 +121,6 @@ def cancel_unstarted(home: Home, state: State, name: str, why: str) -> int:
     without this a pause or a removal made in that moment would not hold for that slot. The run's
     start token decides between this and the supervisor about to start it: whoever creates it
     first wins. Manual runs (`trigger`) are left alone. Returns how many were cancelled."""
-    from .dispatch import Dispatcher
-    from .logs import Silent
-    from .procinfo import ProcId
     from .runner import RunFiles
 
     dispatcher = None
@@ -132,7 +129,7 @@ def cancel_unstarted(home: Home, state: State, name: str, why: str) -> int:
         if run.job != name or run.trigger != "schedule":
             continue
         if RunFiles(home.run_dir(run.job, run.id)).take_token({"cancelled": why}):
-            dispatcher = dispatcher or Dispatcher(home, state, ProcId.me(), Silent())
+            dispatcher = dispatcher or _dispatcher(home, state)
             dispatcher.finish(run, "skipped", reason=f"{why} before it started")
             cancelled += 1
     return cancelled
@@ -208,11 +205,16 @@ def job_views(home: Home, names: list[str] | None = None) -> list[JobView]:
 
 def collect_results(home: Home, state: State) -> None:
     """Record runs that finished while no daemon was watching (their result files wait)."""
+    _dispatcher(home, state).collect()
+
+
+def _dispatcher(home: Home, state: State):  # -> dispatch.Dispatcher
+    """A dispatcher owned by this (command) process, logging nothing: for recording runs."""
     from .dispatch import Dispatcher
     from .logs import Silent
     from .procinfo import ProcId
 
-    Dispatcher(home, state, ProcId.me(), Silent()).collect()
+    return Dispatcher(home, state, ProcId.me(), Silent())
 
 
 # ---------------------------------------------------------------------------------------
@@ -304,9 +306,6 @@ def wait_run(home: Home, run_id: int, poll: float = 0.05):  # -> state.Run
 def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
     """Stop a run: one not started yet (its supervisor may be waiting for the slot) is
     cancelled through its start token; a started one is asked to stop."""
-    from .dispatch import Dispatcher
-    from .logs import Silent
-    from .procinfo import ProcId
     from .runner import RunFiles, request_stop
 
     run = state.run(run_id)
@@ -314,7 +313,7 @@ def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
         return
     files = RunFiles(home.run_dir(run.job, run.id))
     if files.take_token({"cancelled": reason}):
-        Dispatcher(home, state, ProcId.me(), Silent()).finish(run, "interrupted", reason=f"{reason} before it started")
+        _dispatcher(home, state).finish(run, "interrupted", reason=f"{reason} before it started")
         return
     request_stop(files, files.read_reaper(), files.read_job_pid(), reason)
 
@@ -322,10 +321,6 @@ def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
 def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
     """Stop every run in flight, group by group (TERM, then KILL after each job's kill grace),
     wait for them, and record them. Returns how many were asked to stop."""
-    from .dispatch import Dispatcher
-    from .logs import Silent
-    from .procinfo import ProcId
-
     state = State(home)
     try:
         collect_results(home, state)
@@ -341,7 +336,7 @@ def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
                 break
             time.sleep(0.05)
         collect_results(home, state)
-        Dispatcher(home, state, ProcId.me(), Silent()).recover(time.time())
+        _dispatcher(home, state).recover(time.time())
         return len(open_runs)
     finally:
         state.close()
