@@ -8,7 +8,6 @@ touch only run rows, so they can't undo an edit made to jobs.json meanwhile.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections import deque
@@ -19,7 +18,9 @@ from . import faults, runner
 from .jobs import Job
 from .paths import Home
 from .procinfo import ProcId
-from .runner import Launch, RunFiles, Spare, Target
+from .errors import HermesCronError
+from .fsutil import remove_tree
+from .runner import RUN_DEPTH, Launch, RunFiles, Spare, Target
 from .state import Run, State
 from .ticker import Claim
 from .zones_lite import utc_iso
@@ -271,7 +272,11 @@ class Dispatcher:
         ours = w is not None and w.reaper is not None and token is not None \
             and token.get("reaper_pid") == w.reaper.pid
         if token is None:
-            self.finish(run, "interrupted", reason="its supervisor exited before it could start the job")
+            unsafe = files.unsafe()
+            if unsafe is not None:
+                self.log.error("run.unsafe_folder", job=run.job, run_id=run.id, error=unsafe)
+            self.finish(run, "interrupted", reason=f"not started: {unsafe}" if unsafe else
+                        "its supervisor exited before it could start the job")
             return
         if not ours:
             return  # another process holds the start token: recover() settles it
@@ -306,7 +311,7 @@ class Dispatcher:
             changed = self.state.update_run(run.id, state="done", status=status, **values)
             pruned = self.state.prune(run.job, keep) if (changed and keep) else []
         for old in pruned:
-            shutil.rmtree(self.home.run_dir(run.job, old), ignore_errors=True)
+            self._remove_run_folder(run.job, old)
         if changed:
             ended = values.get("ended_at")
             started = values.get("started_at") or run.started_at
@@ -320,6 +325,17 @@ class Dispatcher:
             else:
                 self.log.warning("job.finished", **fields)
         return changed
+
+    def _remove_run_folder(self, job: str, run_id: int) -> None:
+        """Delete a pruned run's folder through descriptors (fsutil.remove_tree): a symlink on
+        the way or inside is never followed, so nothing outside the home is ever deleted."""
+        folder, name = os.path.split(self.home.run_dir(job, run_id))
+        try:
+            remove_tree(folder, name, RUN_DEPTH - 1)
+        except FileNotFoundError:
+            pass
+        except (OSError, HermesCronError) as e:
+            self.log.error("run.prune_failed", job=job, run_id=run_id, error=str(e))
 
     # adoption ---------------------------------------------------------------------------
 

@@ -55,6 +55,46 @@ class HomeError(HermesCronError):
     exit_code = 8
 
 
+class UnsafeHome(HomeError):
+    """A folder or file of ours is a symbolic link, writable by others, or owned by someone else."""
+
+
+class DamagedHome(HomeError):
+    """Files in a user's home belong to root, left by an earlier release run as root."""
+
+
+class FileSystemError(HermesCronError):
+    """The file system refused: disk full, quota exhausted, read-only, permission denied, I/O error."""
+
+    exit_code = 9
+
+
+def os_fault(e: OSError, what: str) -> str:
+    """A one-line message for an OSError that names the real fault, e.g. "can't write X: the disk is full"."""
+    import errno
+
+    names = {
+        errno.ENOSPC: "the disk is full (ENOSPC)",
+        errno.EDQUOT: "the disk quota is exhausted (EDQUOT)",
+        errno.EROFS: "the file system is read-only (EROFS)",
+        errno.EACCES: "permission denied (EACCES)",
+        errno.EPERM: "operation not permitted (EPERM)",
+        errno.EIO: "an I/O error (EIO)",
+        errno.EMFILE: "too many open files (EMFILE)",
+        errno.ELOOP: "it is a symbolic link, which is never followed (ELOOP)",
+    }
+    return f"{what}: {names.get(e.errno or 0, e.strerror or str(e))}"
+
+
+def file_system_error(e: OSError, what: str) -> HermesCronError:
+    """The error to raise for an OSError met while reading or writing our files."""
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO):
+        return FileSystemError(os_fault(e, what))
+    return HomeError(os_fault(e, what))
+
+
 class DaemonError(HermesCronError):
     """The daemon could not be started, stopped or reached."""
 

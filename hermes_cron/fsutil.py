@@ -1,45 +1,187 @@
-"""Private, atomic files: temporary file in the same folder, fsync, rename, fsync the folder."""
+"""Private files under the home, opened without following symbolic links.
+
+Every folder of ours (`cron/` and everything below it) is opened component by component with
+O_NOFOLLOW, relative to the descriptor of the folder above, and checked: a real folder, owned
+by the expected user, not writable by group or others. Files are opened relative to their
+folder's descriptor, with O_NOFOLLOW, and created 0600 whatever the umask (folders 0700).
+Writes are atomic: a temporary file with a random name, created exclusively, then renamed.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 
-from .errors import HomeError, StoreError
+from .errors import FileSystemError, HomeError, StoreError, UnsafeHome, file_system_error
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NOFOLLOW_DIR = _DIR_FLAGS | os.O_NOFOLLOW
+SMALL_FILE = 1 << 20  # the most we read of a file that should hold a few lines of JSON
 
 
-def ensure_private_dir(path: str) -> None:
-    """Create `path` (and parents) with mode 0700 if missing; HomeError if that fails."""
+def open_dir(path: str, ours: int, create: bool = False, owner: int | None = None) -> int:
+    """Open the folder `path`, whose last `ours` components are folders of ours, and return its
+    descriptor. Those components are opened without following symlinks and must be real
+    folders owned by `owner` (default: this process's user) and not writable by group or
+    others; with `create`, missing ones are made 0700. The part above them is the user's
+    business (a home may well be a symlink). Raises FileNotFoundError if a folder of ours is
+    missing and `create` is false, UnsafeHome if one is not safe."""
+    parts = [p for p in path.split("/") if p]
+    if ours > len(parts):
+        raise ValueError(f"{path} has fewer than {ours} components")
+    expected = os.geteuid() if owner is None else owner
+    head = "/" + "/".join(parts[: len(parts) - ours])
+    fd = os.open(head, _DIR_FLAGS)
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        where = head.rstrip("/")
+        for name in parts[len(parts) - ours:]:
+            where = f"{where}/{name}"
+            nfd = _open_child_dir(fd, name, where, create)
+            os.close(fd)
+            fd = nfd
+            _check_dir(os.fstat(fd), where, expected)
+        return fd
+    except BaseException:  # never leak the descriptor, whatever went wrong
+        os.close(fd)
+        raise
+
+
+def _open_child_dir(fd: int, name: str, where: str, create: bool) -> int:
+    try:
+        return os.open(name, _NOFOLLOW_DIR, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except (NotADirectoryError, OSError) as e:
+        if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
+            raise UnsafeHome(_not_a_folder(fd, name, where)) from None
+        raise
+    try:
+        os.mkdir(name, 0o700, dir_fd=fd)
+    except FileExistsError:
+        pass
+    try:
+        nfd = os.open(name, _NOFOLLOW_DIR, dir_fd=fd)
+    except (NotADirectoryError, OSError) as e:
+        if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
+            raise UnsafeHome(_not_a_folder(fd, name, where)) from None
+        raise
+    if stat.S_IMODE(os.fstat(nfd).st_mode) != 0o700:
+        os.fchmod(nfd, 0o700)  # the umask may have taken bits away, or (umask 000) added none
+    return nfd
+
+
+def _not_a_folder(fd: int, name: str, where: str) -> str:
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return f"{where} is not a folder"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{where} is a symbolic link; refusing to follow it (remove it, or move it away)"
+    return f"{where} is not a folder"
+
+
+def _check_dir(st: os.stat_result, where: str, owner: int) -> None:
+    if st.st_uid != owner:
+        raise UnsafeHome(f"{where} belongs to uid {st.st_uid}, not to uid {owner}; refusing to use it")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise UnsafeHome(f"{where} is writable by group or others (mode {mode:04o}), so they could swap "
+                         f"files in it; refusing to use it. Fix it with: chmod go-w {where}")
+
+
+def ensure_private_dir(path: str, ours: int = 1) -> None:
+    """Make sure the folder `path` exists (its last `ours` components made 0700 if missing);
+    HomeError if that fails."""
+    try:
+        os.close(open_dir(path, ours, create=True))
+    except HomeError:
+        raise
     except OSError as e:
-        raise HomeError(f"can't create {path}: {e.strerror}") from None
-    if not os.path.isdir(path):
-        raise HomeError(f"{path} exists but is not a folder")
+        raise file_system_error(e, f"can't create {path}") from None
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+def open_private(dir_fd: int, name: str, flags: int, owner: int | None = None) -> int:
+    """Open file `name` in the folder `dir_fd` without following a symlink; a file it creates is
+    0600 whatever the umask (and given to `owner`, when root writes for a user)."""
+    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        if flags & os.O_CREAT:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeHome(f"{name} is not a regular file")
+            if stat.S_IMODE(st.st_mode) != 0o600:
+                os.fchmod(fd, 0o600)
+            if owner is not None and st.st_uid != owner:
+                os.fchown(fd, owner, -1)
+        return fd
+    except BaseException:  # never leak the descriptor
+        os.close(fd)
+        raise
+
+
+def read_at(dir_fd: int, name: str, limit: int = SMALL_FILE) -> bytes | None:
+    """The bytes of regular file `name` in `dir_fd` (at most `limit`), None if it doesn't exist.
+    A symlink, a FIFO or a device is never read: it raises UnsafeHome."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeHome(f"{name} is a symbolic link; refusing to follow it") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeHome(f"{name} is not a regular file")
+        chunks, left = [], limit
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_small(path: str, ours: int = 1, owner: int | None = None) -> bytes | None:
+    """read_at() for a path whose last `ours` folders are ours (and `owner`'s); None if it or a
+    folder is missing, or can't be read safely."""
+    folder, name = os.path.split(path)
+    try:
+        dfd = open_dir(folder, ours, owner=owner)
+    except (OSError, HomeError):
+        return None
+    try:
+        return read_at(dfd, name)
+    except (OSError, HomeError):
+        return None
+    finally:
+        os.close(dfd)
+
+
+def atomic_write(path: str, data: bytes, durable: bool = True, ours: int = 1, owner: int | None = None) -> None:
     """Replace `path` with `data` so that readers see the old or the new file, never a mix.
 
-    An existing file keeps its owner and mode (so root editing a user's store leaves it
-    the user's); a new file gets `mode`. `durable` adds the fsyncs that make the new content
-    survive a power cut, not just a crash of the process.
+    The file is private (0600). The last `ours` folders of the path are folders of ours, opened
+    without following symlinks (0 for a path the user chose, such as `export -o`). `owner`
+    gives the new file to that user (root writing in a user's home). `durable` adds the fsyncs
+    that make the new content survive a power cut, not just a crash of the process.
     """
-    folder = os.path.dirname(path) or "."
+    folder, name = os.path.split(path)
+    dfd = open_dir(folder, ours, owner=owner) if ours else os.open(folder or ".", _DIR_FLAGS)
     try:
-        old = os.stat(path)
-    except FileNotFoundError:
-        old = None
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        write_at(dfd, name, data, durable, owner)
+    finally:
+        os.close(dfd)
+
+
+def write_at(dir_fd: int, name: str, data: bytes, durable: bool = True, owner: int | None = None) -> None:
+    """atomic_write() relative to an open folder."""
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = open_private(dir_fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, owner)
     try:
-        if old is not None:
-            if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (0, 0):
-                os.fchown(fd, old.st_uid, old.st_gid)
-            os.fchmod(fd, stat.S_IMODE(old.st_mode))
-        else:
-            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -47,31 +189,38 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True
             os.fsync(fd)
     except BaseException:  # any failure, even an interrupt, must not leave the temp file
         os.close(fd)
-        _unlink_quietly(tmp)
+        _unlink_quietly(dir_fd, tmp)
         raise
     os.close(fd)
     try:
-        os.rename(tmp, path)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # replaces a symlink, never follows it
     except BaseException:  # as above
-        _unlink_quietly(tmp)
+        _unlink_quietly(dir_fd, tmp)
         raise
     if durable:
-        fsync_dir(folder)
+        os.fsync(dir_fd)
 
 
-def fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _unlink_quietly(dir_fd: int, name: str) -> None:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
     except OSError:
         pass
+
+
+def remove_tree(folder: str, name: str, ours: int) -> None:
+    """Delete `folder/name` and everything in it, through descriptors: no symlink on the way, in
+    the folder or inside it, is ever followed, so nothing outside the home can be deleted."""
+    import shutil
+
+    dfd = open_dir(folder, ours)
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeHome(f"{folder}/{name} is not a folder; it is left as it is")
+        shutil.rmtree(name, dir_fd=dfd)
+    finally:
+        os.close(dfd)
 
 
 def check_private_file(st: os.stat_result, path: str) -> None:
@@ -83,20 +232,30 @@ def check_private_file(st: os.stat_result, path: str) -> None:
             f"what runs; refusing to use it. Fix it with: chmod 600 {path}"
         )
     uid = os.geteuid()
-    if uid != 0 and st.st_uid not in (uid, 0):
-        raise StoreError(f"{path} belongs to uid {st.st_uid}, not to you (uid {uid}); refusing to use it")
+    if st.st_uid != uid:
+        raise StoreError(f"{path} belongs to uid {st.st_uid}, not to uid {uid}; refusing to use it")
 
 
 def read_private(path: str) -> bytes | None:
-    """The bytes of a private store file, None if it doesn't exist; StoreError if unsafe or unreadable."""
+    """The bytes of a private store file in `cron/`, None if it doesn't exist; StoreError if it is
+    unsafe or unreadable."""
+    folder, name = os.path.split(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        dfd = open_dir(folder, 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise file_system_error(e, f"can't read {path}") from None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
     except FileNotFoundError:
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise StoreError(f"{path} is a symbolic link; refusing to follow it") from None
-        raise StoreError(f"can't read {path}: {e.strerror}") from None
+        raise file_system_error(e, f"can't read {path}") from None
+    finally:
+        os.close(dfd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -107,6 +266,23 @@ def read_private(path: str) -> bytes | None:
             chunks.append(chunk)
         return b"".join(chunks)
     except OSError as e:
-        raise StoreError(f"can't read {path}: {e.strerror}") from None
+        raise file_system_error(e, f"can't read {path}") from None
     finally:
         os.close(fd)
+
+
+def fs_fault(path: str) -> str | None:
+    """Why writes under `path`'s folder would fail, if the file system says so: read-only, full."""
+    try:
+        vfs = os.statvfs(path if os.path.isdir(path) else os.path.dirname(path) or ".")
+    except OSError:
+        return None
+    if vfs.f_flag & os.ST_RDONLY:
+        return "the file system is read-only (EROFS)"
+    if vfs.f_bavail == 0 or (vfs.f_files and vfs.f_favail == 0):
+        return "the disk is full (ENOSPC)"
+    return None
+
+
+__all__ = ["FileSystemError", "atomic_write", "write_at", "read_at", "read_small", "open_dir", "open_private",
+           "remove_tree", "ensure_private_dir", "check_private_file", "read_private", "fs_fault"]

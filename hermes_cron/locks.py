@@ -19,9 +19,10 @@ from .errors import LockBusy, LockFailed
 class FileLock:
     """An exclusive flock on `path`, held by this object until release()."""
 
-    def __init__(self, path: str, what: str):
+    def __init__(self, path: str, what: str, owner: int | None = None):
         self.path = path
         self.what = what
+        self.owner = owner  # root locking in a user's home: a new lock file is given to them
         self._fd: int | None = None
 
     @property
@@ -33,8 +34,13 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this object")
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
         except OSError as e:
+            raise self._failed(e) from None
+        try:
+            _settle_lock_file(fd, self.owner)
+        except OSError as e:
+            os.close(fd)
             raise self._failed(e) from None
         deadline = time.monotonic() + timeout
         delay = 0.001
@@ -85,6 +91,20 @@ class FileLock:
     def _failed(self, e: OSError) -> LockFailed:
         name = errno.errorcode.get(e.errno or 0, str(e.errno))
         return LockFailed(f"can't lock {self.what} ({self.path}): {name}: {e.strerror}", name)
+
+
+def _settle_lock_file(fd: int, owner: int | None) -> None:
+    """A lock file we own is private whatever the umask; one made by root for a user is theirs.
+    (Another program sharing the lock may have made it its own way: that is tolerated.)"""
+    import stat
+
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file")
+    if owner is not None and st.st_uid == os.geteuid() != owner:
+        os.fchown(fd, owner, -1)
+    elif st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o600 and not stat.S_IMODE(st.st_mode) & 0o044:
+        os.fchmod(fd, 0o600)
 
 
 def holder_pid(fd: int) -> int | None:

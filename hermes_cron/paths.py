@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import file_system_error
 from .fsutil import ensure_private_dir
 from .names import check_name
 
@@ -69,7 +70,25 @@ class Home:
         return os.path.join(self.job_runs(job), f"{int(run_id):010d}")
 
     def ensure(self) -> None:
-        """Create HERMES_HOME/cron and the runs folder, private to this user."""
-        ensure_private_dir(self.root)
-        ensure_private_dir(self.cron)
-        ensure_private_dir(self.runs)
+        """Create HERMES_HOME/cron and the runs folder, private to this user (folders missing on
+        the way to HERMES_HOME are made 0700 too)."""
+        if not os.path.isdir(self.root):
+            make_missing_dirs(self.root)
+        ensure_private_dir(self.runs, ours=2)
+
+
+def make_missing_dirs(path: str) -> None:
+    """Create the missing folders of `path`, each 0700 whatever the umask."""
+    missing = []
+    head = path
+    while head and head != "/" and not os.path.isdir(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+            os.chmod(folder, 0o700, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise file_system_error(e, f"can't create {folder}") from None

@@ -20,6 +20,7 @@ Files in a run's folder (`$HERMES_HOME/cron/runs/JOB/RUNID/`):
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import math
@@ -32,7 +33,8 @@ import time
 from dataclasses import dataclass
 
 from . import faults
-from .fsutil import atomic_write
+from .errors import HomeError, UnsafeHome
+from .fsutil import open_dir, open_private, read_at, write_at
 from .jobs import Job
 from .procinfo import ProcId, start_ticks
 
@@ -40,8 +42,15 @@ DRAIN_AFTER_EXIT = 1.0  # how long to wait for output from leftover children onc
 MARKER = b"\n[... hermes-cron: %d bytes omitted ...]\n"
 
 
+RUN_DEPTH = 4  # cron/runs/JOB/RUNID: the folders of ours on the way to a run's files
+
+
 @dataclass(frozen=True)
 class RunFiles:
+    """A run's folder. Every file in it is opened relative to the folder's descriptor without
+    following symlinks, and the folder is reached from `cron/` the same way (fsutil.open_dir):
+    a symlink anywhere from `cron/` down is refused, never followed."""
+
     folder: str
 
     @property
@@ -64,51 +73,94 @@ class RunFiles:
     def stop(self) -> str:
         return os.path.join(self.folder, "stop")
 
-    def read_json(self, path: str) -> dict | None:
+    def open(self, create: bool = False) -> int:
+        """The folder's descriptor (made, with the job's folder, if `create`)."""
+        return open_dir(self.folder, RUN_DEPTH, create=create)
+
+    def unsafe(self) -> str | None:
+        """Why the folder can't be used safely (a symlink, someone else's), or None."""
         try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            os.close(self.open())
+        except UnsafeHome as e:
+            return str(e)
+        except OSError:
             return None
+        return None
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes of one of the run's files; None if missing or unsafe."""
+        try:
+            dfd = self.open()
+        except (OSError, HomeError):
+            return None
+        try:
+            return read_at(dfd, name)
+        except (OSError, HomeError):
+            return None
+        finally:
+            os.close(dfd)
+
+    def read_json(self, name: str) -> dict | None:
+        raw = self.read(name)
+        try:
+            data = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def read_result(self) -> dict | None:
-        return self.read_json(self.result)
+        return self.read_json("result.json")
 
     def read_token(self) -> dict | None:
-        return self.read_json(self.token)
+        return self.read_json("start")
+
+    def has(self, name: str) -> bool:
+        return self.read(name) is not None
 
     def read_reaper(self) -> ProcId | None:
         """The supervisor that took the start token, if one did."""
         token = self.read_token() or {}
-        if "reaper_pid" not in token or "reaper_start" not in token:
+        try:
+            return ProcId(int(token["reaper_pid"]), int(token["reaper_start"]))
+        except (KeyError, TypeError, ValueError):
             return None
-        return ProcId(int(token["reaper_pid"]), int(token["reaper_start"]))
 
     def read_job_pid(self) -> ProcId | None:
+        raw = self.read("job.pid")
         try:
-            with open(self.job_pid) as f:
-                pid, ticks = f.read().split()
+            pid, ticks = (raw or b"").split()
             return ProcId(int(pid), int(ticks))
-        except (OSError, ValueError):
+        except ValueError:
             return None
 
-    def take_token(self, content: dict | str) -> bool:
+    def take_token(self, content: dict | str, dir_fd: int | None = None) -> bool:
         """Create the start token; False if some process already has it."""
+        dfd = self.open(create=True) if dir_fd is None else dir_fd
         try:
-            os.mkdir(self.folder, 0o700)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(self.folder, mode=0o700, exist_ok=True)
-        try:
-            fd = os.open(self.token, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = open_private(dfd, "start", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:
             return False
+        finally:
+            if dir_fd is None:
+                os.close(dfd)
         try:
             os.write(fd, (content if isinstance(content, str) else json.dumps(content)).encode())
         finally:
             os.close(fd)
         return True
+
+    def write(self, name: str, data: bytes, dir_fd: int | None = None) -> None:
+        """Write (replace) a small file of the run, privately, without following a symlink."""
+        dfd = self.open() if dir_fd is None else dir_fd
+        try:
+            fd = open_private(dfd, name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        finally:
+            if dir_fd is None:
+                os.close(dfd)
 
 
 @dataclass(frozen=True)
@@ -380,13 +432,25 @@ class _Run:
         self.status: str | None = None
         self.reason: str | None = None
         self.pipe_open = False
+        self.dir_fd = -1
+        self.unusable: str | None = None  # why the run's folder can't be used: the run isn't started
+        try:
+            self.dir_fd = self.files.open(create=True)
+        except (OSError, HomeError) as e:
+            self.unusable = str(e)
 
     def start(self) -> dict | None:
         """Start the job; returns a finished outcome if it could not be started."""
-        self.out_fd = os.open(self.files.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.outcome["started_at"] = time.time()
+        try:
+            self.out_fd = open_private(self.dir_fd, "output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        except (OSError, HomeError) as e:
+            why = "it is a symbolic link" if getattr(e, "errno", None) == errno.ELOOP else str(e)
+            return {**self.outcome, "status": "failed", "exit_code": None, "signal": None,
+                    "reason": f"not started: can't open {self.files.output}: {why}", "ended_at": time.time(),
+                    "output_bytes": 0}
         self.out = CappedOutput(self.out_fd, self.launch.output_cap)
         self.read_fd, write_fd = os.pipe()
-        self.outcome["started_at"] = time.time()
         try:
             self.proc = subprocess.Popen(
                 self.launch.argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=self.cwd,
@@ -395,21 +459,25 @@ class _Run:
         except OSError as e:
             os.close(write_fd)
             os.close(self.read_fd)
-            message = f"can't start {self.launch.argv[0]!r} in {self.cwd}: {e.strerror}"
+            code, message = _start_failure(e, self.launch.argv[0], self.cwd)
             os.write(self.out_fd, (message + "\n").encode())
             os.close(self.out_fd)
-            return {**self.outcome, "status": "failed", "exit_code": None, "signal": None,
+            return {**self.outcome, "status": "failed", "exit_code": code, "signal": None,
                     "reason": message, "ended_at": time.time(), "output_bytes": len(message) + 1}
         os.close(write_fd)
         self.pipe_open = True
         ticks = start_ticks(self.proc.pid) or 0
-        with open(self.files.job_pid, "w") as f:
-            f.write(f"{self.proc.pid} {ticks}\n")
+        self.files.write("job.pid", f"{self.proc.pid} {ticks}\n".encode(), self.dir_fd)
         self.outcome.update(job_pid=self.proc.pid, job_start=ticks)
         self.pidfd = os.pidfd_open(self.proc.pid)
         if self.launch.timeout:
             self.timeout_at = time.monotonic() + self.launch.timeout
         return None
+
+    def close(self) -> None:
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
 
     def stop(self, status: str, reason: str) -> None:
         if self.proc is None or self.proc.returncode is not None or self.status is not None:
@@ -463,8 +531,11 @@ class _Run:
         truncated = self.out.finish()
         os.close(self.out_fd)
         status = self.status or ("succeeded" if returncode == 0 else "failed")
+        reason = self.reason
+        if reason is None and returncode == 127 and self.launch.argv[:2] == ("/bin/sh", "-c"):
+            reason = "command not found (the shell exited 127)"
         return {**self.outcome, "status": status, "exit_code": returncode if returncode >= 0 else None,
-                "signal": -returncode if returncode < 0 else None, "reason": self.reason,
+                "signal": -returncode if returncode < 0 else None, "reason": reason,
                 "ended_at": time.time(), "output_bytes": self.out.total, "output_truncated": truncated,
                 "leftover_processes": _group_alive(self.proc.pid)}
 
@@ -480,7 +551,6 @@ class _Supervisor:
         self.pending: list[_Run] = []
         for launch in sorted(launches, key=lambda x: x.start_at or 0.0):
             env, cwd = _job_environment(launch)
-            os.makedirs(launch.folder, mode=0o700, exist_ok=True)
             token = json.dumps({"run_id": launch.run_id, "reaper_pid": self.me.pid, "reaper_start": self.me.start})
             self.pending.append(_Run(launch, token, env, cwd))
         self.active: dict[int, _Run] = {}  # by run id
@@ -522,7 +592,10 @@ class _Supervisor:
                     time.sleep(left)
             self.pending.pop(0)
             faults.hit("supervisor.start")
-            if not r.files.take_token(r.token):
+            if r.unusable is not None:
+                continue  # never started; whoever records the run reads why from its folder
+            if not r.files.take_token(r.token, r.dir_fd):
+                r.close()
                 continue  # another process started (or abandoned) this run
             for target in r.launch.targets:
                 _stop_target(target, f"replaced by run {r.launch.run_id}")
@@ -554,16 +627,16 @@ class _Supervisor:
     def _stop_requested(self) -> None:
         """SIGTERM: stop the runs that have a stop request, started or still waiting for their
         slot; with none, stop every run."""
-        asked = [r for r in self.active.values() if os.path.exists(r.files.stop)]
-        waiting = [r for r in self.pending if os.path.exists(r.files.stop)]
+        asked = [r for r in self.active.values() if r.files.has("stop")]
+        waiting = [r for r in self.pending if r.files.has("stop")]
         if not asked and not waiting:
             asked, waiting = list(self.active.values()), list(self.pending)
         for r in asked:
             r.stop("interrupted", _read_stop_reason(r.files))
         for r in waiting:
             self.pending.remove(r)
-            if r.files.take_token(r.token):
-                reason = _read_stop_reason(r.files) if os.path.exists(r.files.stop) else "its supervisor was stopped"
+            if r.unusable is None and r.files.take_token(r.token, r.dir_fd):
+                reason = _read_stop_reason(r.files) if r.files.has("stop") else "its supervisor was stopped"
                 self._finish(r, {**r.outcome, "status": "interrupted", "exit_code": None, "signal": None,
                                  "reason": f"{reason} before the slot came", "ended_at": time.time(),
                                  "output_bytes": 0})
@@ -574,7 +647,10 @@ class _Supervisor:
         self.active.pop(r.launch.run_id, None)
         # Not fsynced: a result lost to a power cut is recorded as `interrupted`, and skipping
         # two fsyncs per run keeps a burst of short runs from queueing behind the disk.
-        atomic_write(r.files.result, json.dumps(outcome).encode(), durable=False)
+        try:
+            write_at(r.dir_fd, "result.json", json.dumps(outcome).encode(), durable=False)
+        finally:
+            r.close()
         if self.notify_fd is not None:
             try:
                 os.write(self.notify_fd, f"{r.launch.run_id}\n".encode())
@@ -582,12 +658,22 @@ class _Supervisor:
                 pass
 
 
+def _start_failure(e: OSError, program: str, cwd: str) -> tuple[int | None, str]:
+    """The exit status a shell would give a job that couldn't be started, and why."""
+    if e.filename == cwd and e.filename != program:
+        return None, f"can't start {program!r}: its working directory {cwd}: {e.strerror}"
+    if isinstance(e, FileNotFoundError):
+        return 127, f"command not found: {program!r} (no such file, or not on the job's PATH)"
+    if isinstance(e, PermissionError):
+        return 126, f"can't run {program!r}: permission denied"
+    return None, f"can't start {program!r} in {cwd}: {e.strerror}"
+
+
 def _read_stop_reason(files: RunFiles) -> str:
-    try:
-        with open(files.stop) as f:
-            return f.read().strip() or "stopped on request"
-    except OSError:
+    raw = files.read("stop")
+    if raw is None:
         return "stopped by SIGTERM"
+    return raw.decode(errors="replace").strip()[:500] or "stopped on request"
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -611,9 +697,8 @@ def request_stop(files: RunFiles, reaper: ProcId | None, job: ProcId | None, rea
     """Ask a run to stop: write the reason, then TERM its supervisor (or, without one, its job's
     process group). Returns False if there was nothing alive to signal."""
     try:
-        with open(files.stop, "w") as f:
-            f.write(reason + "\n")
-    except OSError:
+        files.write("stop", (reason + "\n").encode())
+    except (OSError, HomeError):
         pass
     if reaper is not None and reaper.alive():
         os.kill(reaper.pid, signal.SIGTERM)
@@ -634,7 +719,7 @@ def _stop_target(target: Target, reason: str) -> None:
     while time.monotonic() < deadline:
         job_alive = job is not None and job.alive()
         reaper_busy = target.reaper is not None and target.reaper.alive() and \
-            not os.path.exists(target.files.result)
+            not target.files.has("result.json")
         if not reaper_busy and not job_alive:
             return
         if not reaper_busy and job_alive and not escalated and time.monotonic() > deadline - 5.0:

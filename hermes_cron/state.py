@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .errors import LockBusy, StoreError
-from .fsutil import check_private_file
+from .errors import LockBusy, StoreError, file_system_error
+from .fsutil import check_private_file, open_private
 from .jobs import Job
 from .paths import Home
 
@@ -154,15 +155,35 @@ class SchedRow:
     boot_id: str | None
 
 
+_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+_BROKEN = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+_REFUSED = (3, 8, 10, 13, 14, 23)  # PERM, READONLY, IOERR, FULL, CANTOPEN, AUTH
+
+
 def _translate(e: sqlite3.Error, path: str, busy_timeout: float) -> Exception:
+    """The error to raise for an SQLite error: contention, a refusal of the file system (named:
+    disk full, read-only, permission), or a database that is not usable (left as it is)."""
+    from .errors import FileSystemError
+    from .fsutil import fs_fault
+
+    code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
     text = str(e)
-    if isinstance(e, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+    if code in _BUSY:
         return LockBusy(f"the state database ({path}) stayed locked for more than {busy_timeout:g} s")
-    if "readonly" in text or "unable to open" in text or "permission" in text.lower():
-        return StoreError(f"can't write {path}: {text} (check its owner and mode)")
-    if isinstance(e, sqlite3.OperationalError) and "disk" not in text and "malformed" not in text:
+    if code in _REFUSED:
+        fault = fs_fault(path)
+        if fault is None and code == 13:
+            fault = "the disk is full (ENOSPC)"
+        if fault is None and code in (3, 8, 14, 23) and not os.access(os.path.dirname(path), os.W_OK):
+            fault = "permission denied (EACCES)"
+        if fault is not None:
+            return FileSystemError(f"can't write {path}: {fault}")
+        return StoreError(f"can't use {path}: {text} (check its owner, its mode and the disk)")
+    if code in _BROKEN:
+        return StoreError(f"{path} is not a usable state database ({text}); it is left as it is")
+    if isinstance(e, sqlite3.OperationalError):
         return StoreError(f"{path}: {text}")
-    return StoreError(f"{path} is not a usable state database ({text}); it is left as it is")
+    return StoreError(f"{path}: {text}; it is left as it is")
 
 
 class State:
@@ -190,21 +211,63 @@ class State:
             raise
 
     def _check_file(self) -> None:
+        """Refuse a state.db that is a symlink, not ours, open to others or empty; create a
+        missing one whole (schema included) so that an empty file is never one of ours."""
+        from .fsutil import open_dir
+
+        folder, name = os.path.split(self.path)
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise StoreError(f"can't create {self.path}: {e.strerror}") from None
-            return
+            dfd = open_dir(folder, 1)
         except OSError as e:
-            raise StoreError(f"can't read {self.path}: {e.strerror}") from None
-        check_private_file(st, self.path)
-        if not os.access(self.path, os.R_OK):
-            raise StoreError(f"can't read {self.path}: permission denied")
+            raise file_system_error(e, f"can't open {folder}") from None
+        try:
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                self._create(dfd, name)
+                return
+            except OSError as e:
+                raise file_system_error(e, f"can't read {self.path}") from None
+            if stat.S_ISLNK(st.st_mode):
+                raise StoreError(f"{self.path} is a symbolic link; refusing to follow it")
+            if not stat.S_ISREG(st.st_mode):
+                raise StoreError(f"{self.path} is not a regular file; it is left as it is")
+            check_private_file(st, self.path)
+            if st.st_size == 0:
+                raise StoreError(f"{self.path} is empty (0 bytes), so its history is gone or was never "
+                                 "there; it is left as it is (move it away to start a new one)")
+            if not os.access(self.path, os.R_OK | os.W_OK):
+                raise StoreError(f"can't use {self.path}: permission denied")
+        finally:
+            os.close(dfd)
+
+    def _create(self, dfd: int, name: str) -> None:
+        """Build a new database beside its final name, then link it into place: readers see no
+        database or a whole one, and a crash leaves at most a temporary file."""
+        import secrets
+
+        tmp = f".{name}.{secrets.token_hex(6)}.new"
+        tmp_path = os.path.join(os.path.dirname(self.path), tmp)
+        try:
+            os.close(open_private(dfd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            conn = sqlite3.connect(tmp_path, isolation_level=None)
+            try:
+                conn.executescript(f"BEGIN; {_SCHEMA}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        except sqlite3.Error as e:
+            raise _translate(e, self.path, self.busy_timeout) from None
+        except OSError as e:
+            raise file_system_error(e, f"can't create {self.path}") from None
+        finally:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
 
     def _setup(self) -> None:
         c = self.conn
