@@ -18,14 +18,26 @@ from .errors import HermesCronError, InvalidInput
 
 
 class Context:
-    def __init__(self, home: str | None):
+    def __init__(self, home: str | None, store: dict):
         self._home_opt = home
+        self._store = store
 
     @property
     def home(self):  # -> paths.Home
+        """The home, once this process has settled who it acts as on it (see access.py): root on
+        another user's home becomes that user here, before any file in it is read."""
         from .paths import Home, resolve_home
 
-        return Home(resolve_home(self._home_opt))
+        root = resolve_home(self._home_opt)
+        if "acting" not in self._store:
+            from .access import settle
+
+            self._store["acting"] = settle(root, preload=_preload)
+        return Home(root)
+
+    @property
+    def acting(self):  # -> access.Acting | None
+        return self._store.get("acting")
 
 
 def _home_option(f):
@@ -42,7 +54,7 @@ def _ctx() -> Context:
     ctx = click.get_current_context()
     root = ctx.find_root()
     home = (ctx.obj or {}).get("home") or (root.obj or {}).get("home")
-    return Context(home)
+    return Context(home, root.ensure_object(dict))
 
 
 def _emit_json(data: Any) -> None:
@@ -54,32 +66,22 @@ def _emit_json(data: Any) -> None:
 @click.version_option(__version__, prog_name="hermes-cron")
 def cli() -> None:
     """hermes-cron: a cron daemon that fires on time and never loses a run."""
-    _drop_to_home_owner()
 
 
-def _drop_to_home_owner() -> None:
-    """Run as root on another user's home: become that user, as `crontab -u` would, so no file
-    of theirs ends up owned by root (and unreadable to their daemon)."""
-    if os.geteuid() != 0:
-        return
-    from .paths import resolve_home
+def _preload() -> None:
+    """Import every module a command may need, while we are still root: the user we become may
+    not be allowed to read this installation (a Python under /root, say)."""
+    import importlib
+    import pkgutil
 
-    home = resolve_home(_ctx()._home_opt)
-    try:
-        st = os.stat(os.path.join(home, "cron"))
-    except OSError:
-        return
-    if st.st_uid == 0:
-        return
-    import pwd
+    from . import __path__ as package_path
 
-    try:
-        user = pwd.getpwuid(st.st_uid)
-        os.initgroups(user.pw_name, st.st_gid)
-    except (KeyError, OSError):
-        os.setgroups([])
-    os.setresgid(st.st_gid, st.st_gid, st.st_gid)
-    os.setresuid(st.st_uid, st.st_uid, st.st_uid)
+    for module in pkgutil.iter_modules(package_path):
+        if module.name != "__main__":
+            importlib.import_module(f"{__package__}.{module.name}")
+    for name in ("json", "pwd", "re", "shlex", "secrets", "selectors", "shutil", "socket", "sqlite3",
+                 "subprocess", "zoneinfo", "resource", "select", "signal", "errno", "fcntl"):
+        importlib.import_module(name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -410,20 +412,16 @@ def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, 
     from .daemon import Daemon, Settings
     from .logs import configure, get_logger
 
+    from .procinfo import cmdline
+
+    home = _ctx().home  # settles who we act as before the log file is opened
     sink = configure(log_format, log_file, log_level)
-    home = _ctx().home
+    # The pidfile records our command line exactly as the kernel shows it: stop and the
+    # watchdog signal a process only if its /proc cmdline is this, whole.
     settings = Settings(tick_interval=tick_interval, heartbeat_every=heartbeat_every,
-                        max_concurrent=max_concurrent, argv=tuple(_daemon_argv(home.root)))
+                        max_concurrent=max_concurrent, argv=tuple(cmdline(os.getpid())))
     code = Daemon(home, settings, get_logger(), reopen_logs=sink.reopen).run()
     sys.exit(code)
-
-
-def _daemon_argv(home: str) -> list[str]:
-    """The command line that starts this daemon again the same way (recorded in the pidfile)."""
-    args = list(sys.argv[1:])
-    if "--home" not in " ".join(args):
-        args = ["--home", home, *args]
-    return [sys.executable, "-m", "hermes_cron", *args]
 
 
 # ---------------------------------------------------------------------------------------
@@ -458,7 +456,9 @@ def _run_args(opts: dict[str, Any]) -> list[str]:
 def _start(run_args: list[str]) -> None:
     from .control import start as start_daemon
 
-    proc, already = start_daemon(_ctx().home, run_args)
+    ctx = _ctx()
+    home = ctx.home
+    proc, already = start_daemon(home, run_args, as_user=bool(ctx.acting and ctx.acting.became_user))
     if already:
         click.echo(f"hermes-cron is already running (pid {proc.pid})")
     else:
@@ -478,7 +478,9 @@ def _stop(timeout: float, jobs: bool) -> None:
     from .service import stop_runs
 
     home = _ctx().home
-    found, killed = stop_daemon(home, timeout)
+    found, killed, warning = stop_daemon(home, timeout)
+    if warning:
+        click.echo(f"hermes-cron: warning: {warning}", err=True)
     if found.proc is None:
         if found.info is not None:
             click.echo(f"hermes-cron is not running (removed a stale pidfile: {found.describe_stale()})")
@@ -650,16 +652,11 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
 
     home = _ctx().home
     run = run_output(home, name, run_id)
-    path = RunFiles(home.run_dir(run.job, run.id)).output
+    files = RunFiles(home.run_dir(run.job, run.id))
     out = sys.stdout.buffer
     offset = 0
     while True:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
+        chunk = _read_output(files, offset)
         if chunk:
             out.write(chunk)
             out.flush()
@@ -672,6 +669,42 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
                 return
             continue
         time.sleep(0.2)
+
+
+@cli.command()
+@_home_option
+def repair() -> None:
+    """As root: give back to the home's owner the files that root left in its cron/ folder."""
+    from .access import repair as repair_home
+    from .paths import resolve_home
+
+    changed = repair_home(resolve_home(_ctx()._home_opt))
+    if not changed:
+        click.echo("nothing to repair: no file of root's in the home")
+        return
+    click.echo(f"gave {len(changed)} file(s) and folder(s) back to the home's owner, e.g. {changed[0]}")
+
+
+def _read_output(files, offset: int) -> bytes:  # files: runner.RunFiles
+    """What a run's output.log holds past `offset`, read without following a symlink."""
+    try:
+        dfd = files.open()
+    except FileNotFoundError:
+        return b""
+    try:
+        try:
+            fd = os.open("output.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+        except FileNotFoundError:
+            return b""
+        try:
+            chunks = []
+            while chunk := os.pread(fd, 1 << 20, offset + sum(map(len, chunks))):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -696,4 +729,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as e:  # a fault of the file system or the machine: named, never a traceback
+        from .errors import file_system_error
+
+        where = e.filename if e.filename else "a file"
+        error = file_system_error(e, f"can't use {where}")
+        click.echo(f"hermes-cron: {error}", err=True)
+        sys.exit(error.exit_code)
     sys.exit(0)

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .fsutil import atomic_write
+from .fsutil import atomic_write, read_small
 from .procinfo import ProcId, boot_id, cmdline
 
 HEARTBEAT_VERSION = 1
@@ -45,13 +45,13 @@ def write_heartbeat(path: str, data: dict[str, Any]) -> None:
     atomic_write(path, (json.dumps({"version": HEARTBEAT_VERSION, **data}, sort_keys=True) + "\n").encode())
 
 
-def read_heartbeat(path: str) -> dict[str, Any] | None:
+def read_heartbeat(path: str, owner: int | None = None) -> dict[str, Any] | None:
     """The heartbeat, or None if there is none. A file that can't be parsed reads as None too:
     readers treat it like a missing heartbeat (a daemon that never wrote a good one)."""
+    raw = read_small(path, owner=owner)
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
-    except (OSError, ValueError):
+        data = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
@@ -76,14 +76,13 @@ def write_pidfile(path: str, me: ProcId, argv: list[str], home: str, started_at:
     atomic_write(path, f"{me.pid}\n{json.dumps(details)}\n".encode())
 
 
-def read_pidfile(path: str) -> PidInfo | None:
+def read_pidfile(path: str, owner: int | None = None) -> PidInfo | None:
     """The pidfile's content; None if missing. A bare-pid file (no JSON line) reads with no
     start time, which is never enough to signal it."""
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError:
+    raw = read_small(path, owner=owner)
+    if raw is None:
         return None
+    lines = raw.decode(errors="replace").splitlines()
     if not lines or not lines[0].strip().isdigit():
         return None
     pid = int(lines[0].strip())
@@ -93,7 +92,11 @@ def read_pidfile(path: str) -> PidInfo | None:
             details = json.loads(lines[1])
         except ValueError:
             details = {}
-    return PidInfo(pid, details.get("pid_start"), details.get("boot_id"), details.get("argv") or [],
+    argv = details.get("argv")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        argv = []
+    start = details.get("pid_start")
+    return PidInfo(pid, start if isinstance(start, int) else None, details.get("boot_id"), argv,
                    details.get("home"), details.get("started_at"))
 
 
@@ -107,22 +110,32 @@ def remove_pidfile(path: str, me: ProcId) -> None:
             pass
 
 
-def looks_like_daemon(pid: int) -> bool:
-    """Whether the process's command line is `hermes-cron ... run ...` (or the module form)."""
-    argv = cmdline(pid)
-    named = any(os.path.basename(a) in ("hermes-cron", "hermes_cron") or a == "hermes_cron.cli"
-                or a.endswith("/hermes-cron") for a in argv)
-    return named and "run" in argv
+def daemon_command(argv: list[str]) -> bool:
+    """Whether `argv` runs the daemon: `PYTHON -m hermes_cron [--home H] run ...` or
+    `[PYTHON] .../hermes-cron [--home H] run ...`, judged by position, never by substring."""
+    rest: list[str]
+    if len(argv) >= 3 and argv[1:3] == ["-m", "hermes_cron"]:
+        rest = argv[3:]
+    elif argv and os.path.basename(argv[0]) == "hermes-cron":
+        rest = argv[1:]
+    elif len(argv) >= 2 and os.path.basename(argv[1]) == "hermes-cron" and "python" in os.path.basename(argv[0]):
+        rest = argv[2:]
+    else:
+        return False
+    while rest and rest[0].startswith("--home"):
+        rest = rest[2:] if rest[0] == "--home" else rest[1:]
+    return bool(rest) and rest[0] == "run"
 
 
 def verify(info: PidInfo | None) -> ProcId | None:
-    """The daemon's identity if the pidfile names a live hermes-cron daemon of this boot:
-    same pid, same start time, and a daemon's command line. Otherwise None."""
-    if info is None or info.proc is None:
+    """The daemon's identity if the pidfile names a live hermes-cron daemon of this boot: same
+    pid, same start time, and the very command line the daemon recorded, compared whole, which
+    must be a daemon's. Otherwise None."""
+    if info is None or info.proc is None or not info.argv:
         return None
     if info.boot_id is not None and info.boot_id != boot_id():
         return None
     proc = info.proc
-    if not proc.alive() or not looks_like_daemon(proc.pid):
+    if not proc.alive() or not daemon_command(info.argv) or cmdline(proc.pid) != info.argv:
         return None
     return proc

@@ -54,26 +54,67 @@ def remove_stale_pidfile(home: Home, found: DaemonLookup) -> None:
             pass
 
 
-def start(home: Home, run_args: list[str], timeout: float = START_TIMEOUT) -> tuple[ProcId, bool]:
+def daemon_argv(home: Home, run_args: list[str]) -> list[str]:
+    """The one command line that starts a daemon: this installation's Python and package."""
+    return [sys.executable, "-m", "hermes_cron", "--home", home.root, "run", *run_args]
+
+
+def open_stderr_file(home: Home, truncate: bool, owner: int | None = None) -> int:
+    """Open cron/daemon.stderr for a daemon's early errors: no symlink followed, no hard link
+    or special file written through, private, and given to `owner` (root writing for a user)."""
+    from .errors import UnsafeHome
+    from .fsutil import open_dir, open_private
+
+    dfd = open_dir(home.cron, 1, owner=owner)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | (os.O_TRUNC if truncate else os.O_APPEND)
+        fd = open_private(dfd, "daemon.stderr", flags, owner)
+    finally:
+        os.close(dfd)
+    st = os.fstat(fd)
+    if st.st_nlink != 1:
+        os.close(fd)
+        raise UnsafeHome(f"{home.cron}/daemon.stderr has {st.st_nlink} hard links; refusing to write it")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _check_readable_install() -> None:
+    """root acting for a user starts the daemon as that user: its Python must be readable."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in (sys.executable, here):
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise DaemonError(f"the home's owner (uid {os.geteuid()}) can't read {path}, so a daemon can't "
+                              "start as that user; install hermes-cron where that user can read it, or start "
+                              "it as that user (or with its systemd unit)")
+
+
+def start(home: Home, run_args: list[str], timeout: float = START_TIMEOUT,
+          as_user: bool = False) -> tuple[ProcId, bool]:
     """Start the daemon in the background; return (its identity, whether it was already running).
 
     Returns once the daemon has written its first heartbeat with a successful first tick.
-    Otherwise the daemon is stopped and DaemonError carries the daemon's own error."""
+    Otherwise the daemon is stopped and DaemonError carries the daemon's own error. `as_user`:
+    root became the home's owner to run this, so the new daemon runs as that user."""
     found = lookup(home)
     if found.proc is not None:
         return found.proc, True
     remove_stale_pidfile(home, found)
     home.ensure()
+    if as_user:
+        _check_readable_install()
     if "--log-file" not in run_args:
         run_args = [*run_args, "--log-file", os.path.join(home.cron, "daemon.log")]
     import subprocess
 
-    argv = [sys.executable, "-m", "hermes_cron", "--home", home.root, "run", *run_args]
+    argv = daemon_argv(home, run_args)
     errors = os.path.join(home.cron, "daemon.stderr")
-    with open(errors, "wb") as err:
-        os.chmod(errors, 0o600)
+    err = open_stderr_file(home, truncate=True)
+    try:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd="/",
                                  start_new_session=True, close_fds=True)
+    finally:
+        os.close(err)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = child.poll()
@@ -81,18 +122,19 @@ def start(home: Home, run_args: list[str], timeout: float = START_TIMEOUT) -> tu
             other = lookup(home).proc
             if other is not None:  # another start won the race: that daemon is ours too
                 return other, True
-            raise DaemonError(f"the daemon exited at start (code {code}): {_last_error(errors)}")
+            raise DaemonError(f"the daemon exited at start (code {code}): {_last_error(errors, home)}")
         hb = read_heartbeat(home.heartbeat)
         if hb is not None and hb.get("pid") == child.pid:
             me = ProcId.of(child.pid)
             if hb.get("last_ok_tick") is None and hb.get("last_error"):
                 _terminate(child)
-                raise DaemonError(f"the daemon started but its first tick failed: {hb['last_error']['message']}")
+                raise DaemonError(f"the daemon's first tick failed, so it was stopped: {hb['last_error']['message']}")
             assert me is not None
             return me, False
         time.sleep(0.02)
     _terminate(child)
-    raise DaemonError(f"the daemon wrote no heartbeat within {timeout:g} s: {_last_error(errors)}")
+    raise DaemonError(f"the daemon wrote no heartbeat within {timeout:g} s, so it was stopped: "
+                      f"{_last_error(errors, home)}")
 
 
 def _terminate(child) -> None:  # a subprocess.Popen
@@ -104,31 +146,49 @@ def _terminate(child) -> None:  # a subprocess.Popen
         child.wait()
 
 
-def _last_error(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except OSError:
-        return "no error output"
+def _last_error(path: str, home: Home) -> str:
+    """The daemon's own last error line; without one, what the file system says is wrong."""
+    from .fsutil import fs_fault, read_small
+
+    raw = read_small(path) or b""
+    lines = [line.strip() for line in raw.decode(errors="replace").splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith("hermes-cron:") or "Error" in line:
             return line
-    return lines[-1] if lines else "no error output"
+    if lines:
+        return lines[-1]
+    fault = fs_fault(home.cron)
+    return f"it left no error output, and {home.cron}: {fault}" if fault else "it left no error output"
 
 
-def stop(home: Home, timeout: float = 10.0) -> tuple[DaemonLookup, bool]:
+def stop(home: Home, timeout: float = 10.0) -> tuple[DaemonLookup, bool, str | None]:
     """SIGTERM the verified daemon, wait up to `timeout`, then SIGKILL. Returns (what was found,
-    whether it had to be killed). Never signals a process that isn't our daemon."""
+    whether it had to be killed, a warning to show). Never signals a process that isn't our
+    daemon."""
     found = lookup(home)
-    mark_stopped(home)
+    warning = None
+    try:
+        mark_stopped(home)
+    except (OSError, HermesCronError) as e:  # stopping matters more than the mark
+        from .errors import file_system_error
+
+        why = file_system_error(e, "can't leave the stop mark") if isinstance(e, OSError) else e
+        warning = f"{why}; a watchdog may start the daemon again"
     if found.proc is None:
-        remove_stale_pidfile(home, found)
-        return found, False
+        _remove_quietly(home, found)
+        return found, False, warning
     gone, killed = found.proc.terminate(timeout)
     if not gone:
         raise DaemonError(f"the daemon (pid {found.proc.pid}) survived SIGKILL")
-    remove_stale_pidfile(home, lookup(home))
-    return found, killed
+    _remove_quietly(home, lookup(home))
+    return found, killed, warning
+
+
+def _remove_quietly(home: Home, found: DaemonLookup) -> None:
+    try:
+        remove_stale_pidfile(home, found)
+    except OSError:
+        pass
 
 
 def mark_stopped(home: Home) -> None:

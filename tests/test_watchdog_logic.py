@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hermes_cron.logs import Silent
 from hermes_cron.procinfo import ProcId
 from hermes_cron_watchdog.core import Watchdog
@@ -105,7 +107,9 @@ class FakeSystem:
     def daemon(self): return ProcId(self.pid, 1) if self.pid else None
     def stopped_on_purpose(self): return False
     def reap(self): pass
-    def default_argv(self): return ["hermes-cron", "run"]
+    def daemon_argv(self, info): return ["hermes-cron", "run"]
+    home_uid = os.geteuid()
+    file_owner = None
 
     def terminate(self, proc, timeout):
         self.calls.append(("terminate", proc.pid))
@@ -126,8 +130,6 @@ class FakeSystem:
     def systemctl_state(self, unit, user):
         return self.state
 
-    def own_files(self, *paths):
-        pass
 
 
 def test_a_hung_daemon_is_killed_and_started_again(tmp_path):

@@ -31,11 +31,15 @@ from . import __version__
 @click.option("--log-file", type=click.Path(dir_okay=False))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.version_option(__version__, prog_name="hermes-cron-watchdog")
+@click.argument("run_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- RUN-OPTIONS...]")
 def watchdog(home: str | None, stale_after: float | None, check_every: float | None, unit: str | None,
              user: bool, kill_timeout: float, burst: int, window: float, backoff: float, backoff_max: float,
              once: bool, log_format: str,
-             log_file: str | None, log_level: str) -> None:
-    """Watch a hermes-cron daemon and bring it back when it hangs or dies."""
+             log_file: str | None, log_level: str, run_args: tuple[str, ...]) -> None:
+    """Watch a hermes-cron daemon and bring it back when it hangs or dies.
+
+    Without --systemd-unit it starts `hermes-cron --home HOME run RUN-OPTIONS...` itself, with
+    this installation's hermes-cron: never a command taken from a file in the home."""
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]  # no TLS here either (see hermes_cron.cli)
     from hermes_cron.errors import HermesCronError
     from hermes_cron.logs import configure, get_logger
@@ -46,7 +50,7 @@ def watchdog(home: str | None, stale_after: float | None, check_every: float | N
     from .system import System
 
     configure(log_format, log_file, log_level)
-    dog = Watchdog(System(resolve_home(home)), get_logger(), stale_after, check_every, unit, user,
+    dog = Watchdog(System(resolve_home(home), list(run_args) or None), get_logger(), stale_after, check_every, unit, user,
                    kill_timeout, RestartBook(burst=burst, window=window, base=backoff, ceiling=backoff_max))
     try:
         sys.exit(dog.once() if once else dog.run())

@@ -8,7 +8,8 @@ import select
 import signal
 from typing import Any
 
-from hermes_cron.fsutil import atomic_write
+from hermes_cron.errors import HermesCronError
+from hermes_cron.fsutil import atomic_write, read_small
 from hermes_cron.locks import FileLock
 from hermes_cron.notify import notify
 
@@ -40,10 +41,12 @@ class Watchdog:
     # state that survives the watchdog's own restart ------------------------------------
 
     def load(self) -> None:
+        raw = read_small(self.state_path, owner=self.sys.home_uid)
         try:
-            with open(self.state_path) as f:
-                data = json.load(f)
-        except (OSError, ValueError):
+            data = json.loads(raw) if raw is not None else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
             return
         self.book.load(data.get("restarts") or {})
         if data.get("memory"):
@@ -55,9 +58,9 @@ class Watchdog:
                 "last_verdict": None if verdict is None else {"state": verdict.state, "reason": verdict.reason,
                                                               "at": self.sys.wall()}}
         try:
-            atomic_write(self.state_path, (json.dumps(data) + "\n").encode(), durable=False)
-            self.sys.own_files(self.state_path)
-        except OSError as e:
+            atomic_write(self.state_path, (json.dumps(data) + "\n").encode(), durable=False,
+                         owner=self.sys.file_owner)
+        except (OSError, HermesCronError) as e:
             self.log.error("watchdog.state_unwritable", path=self.state_path, error=str(e))
 
     # one check ---------------------------------------------------------------------------
@@ -158,8 +161,12 @@ class Watchdog:
             if not self.sys.terminate(proc, self.kill_timeout):
                 self.log.error("watchdog.kill_failed", pid=proc.pid)
                 return
-        argv = info.argv if info is not None and info.argv else self.sys.default_argv()
-        pid = self.sys.start(argv)
+        argv = self.sys.daemon_argv(info)
+        try:
+            pid = self.sys.start(argv)
+        except (OSError, HermesCronError) as e:
+            self.log.error("watchdog.start_failed", argv=argv, error=str(e))
+            return
         self.log.info("watchdog.started", pid=pid, argv=argv)
 
     # the loop ----------------------------------------------------------------------------
@@ -171,9 +178,8 @@ class Watchdog:
 
     def run(self) -> int:
         lock_path = os.path.join(self.sys.cron, ".watchdog.lock")
-        lock = FileLock(lock_path, "the watchdog lock")
+        lock = FileLock(lock_path, "the watchdog lock", owner=self.sys.file_owner)
         lock.acquire(0)
-        self.sys.own_files(lock_path)
         try:
             self._install_signals()
             self.load()

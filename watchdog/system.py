@@ -9,15 +9,29 @@ import sys
 import time
 from typing import Any
 
+from hermes_cron.access import home_owner
 from hermes_cron.contract import PidInfo, read_heartbeat, read_pidfile, verify
+from hermes_cron.control import daemon_argv, open_stderr_file
+from hermes_cron.fsutil import read_small
+from hermes_cron.paths import Home
 from hermes_cron.procinfo import ProcId, boot_id
+
+# The `run` options a daemon's own pidfile may carry back to its restart, each with a value.
+RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--log-format", "--log-file",
+               "--log-level")
 
 
 class System:
-    def __init__(self, home: str):
+    def __init__(self, home: str, run_args: list[str] | None = None):
         self.home = home
         self.cron = os.path.join(home, "cron")
+        self.run_args = run_args
         self._children: list[subprocess.Popen] = []
+        owner = home_owner(home)  # decided once: the home folder's owner, read on a descriptor
+        self.home_uid = owner[0] if owner else os.geteuid()
+        # root on someone else's home: every file we create there is given to its owner, and
+        # every folder of ours we open there must be that owner's.
+        self.file_owner = self.home_uid if os.geteuid() == 0 and self.home_uid != 0 else None
 
     # clocks
     def mono(self) -> float:
@@ -37,17 +51,17 @@ class System:
 
     # the daemon's published state
     def heartbeat(self) -> dict[str, Any] | None:
-        return read_heartbeat(os.path.join(self.cron, ".ticker_heartbeat"))
+        return read_heartbeat(os.path.join(self.cron, ".ticker_heartbeat"), owner=self.home_uid)
 
     def pidfile(self) -> PidInfo | None:
-        return read_pidfile(os.path.join(self.cron, "hermes-cron.pid"))
+        return read_pidfile(os.path.join(self.cron, "hermes-cron.pid"), owner=self.home_uid)
 
     def daemon(self) -> ProcId | None:
         """The live, verified hermes-cron daemon of this home: pid, start time and command line."""
         return verify(self.pidfile())
 
     def stopped_on_purpose(self) -> bool:
-        return os.path.exists(os.path.join(self.cron, ".stopped"))
+        return read_small(os.path.join(self.cron, ".stopped"), owner=self.home_uid) is not None
 
     # acting
     def terminate(self, proc: ProcId, timeout: float) -> bool:
@@ -55,17 +69,39 @@ class System:
         return proc.terminate(timeout)[0]
 
     def start(self, argv: list[str]) -> int:
-        """Start a daemon detached from us; its output goes to cron/daemon.stderr."""
-        errors = os.path.join(self.cron, "daemon.stderr")
-        with open(errors, "ab") as err:
+        """Start a daemon detached from us; its output goes to cron/daemon.stderr (opened without
+        following a symlink or writing through a hard link, and left the home owner's)."""
+        err = open_stderr_file(Home(self.home), truncate=False, owner=self.file_owner)
+        try:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd="/",
                                      start_new_session=True, close_fds=True)
+        finally:
+            os.close(err)
         self._children.append(child)  # reaped by reap() once it exits, so no zombie stays
         return child.pid
 
-    def default_argv(self) -> list[str]:
-        return [sys.executable, "-m", "hermes_cron", "--home", self.home, "run",
-                "--log-file", os.path.join(self.cron, "daemon.log")]
+    def daemon_argv(self, info: PidInfo | None) -> list[str]:
+        """The daemon to start: always this installation's `hermes-cron run` for this home, never
+        a program named by a file. Its options are the ones given to the watchdog; without
+        those, the ones the daemon's own pidfile recorded (only the known `run` options, and only
+        when the pidfile is this user's own word); else the defaults."""
+        options = self.run_args if self.run_args else self._pidfile_options(info)
+        if "--log-file" not in options:
+            options = [*options, "--log-file", os.path.join(self.cron, "daemon.log")]
+        return daemon_argv(Home(self.home), options)
+
+    def _pidfile_options(self, info: PidInfo | None) -> list[str]:
+        if info is None or self.file_owner is not None or "run" not in info.argv:
+            return []
+        rest = info.argv[info.argv.index("run") + 1:]
+        options: list[str] = []
+        while rest:
+            flag, _, inline = rest[0].partition("=")
+            if flag not in RUN_OPTIONS or (not inline and len(rest) < 2):
+                return []  # not a command line we wrote: take nothing from it
+            options += [flag, inline or rest[1]]
+            rest = rest[1:] if inline else rest[2:]
+        return options
 
     def systemctl_restart(self, unit: str, user: bool) -> tuple[int, str]:
         argv = ["systemctl", *(["--user"] if user else []), "restart", unit]
@@ -78,22 +114,6 @@ class System:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         props = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
         return props.get("ActiveState", "unknown"), props.get("SubState", "unknown")
-
-    def own_files(self, *paths: str) -> None:
-        """Run as root on a home that belongs to someone else: leave our files theirs."""
-        if os.geteuid() != 0:
-            return
-        try:
-            st = os.stat(self.cron)
-        except OSError:
-            return
-        if st.st_uid == 0:
-            return
-        for path in paths:
-            try:
-                os.chown(path, st.st_uid, st.st_gid)
-            except OSError:
-                pass
 
     def reap(self) -> None:
         self._children = [c for c in self._children if c.poll() is None]
