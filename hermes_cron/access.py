@@ -132,7 +132,8 @@ def check_home(root: str, uid: int) -> None:
                 except FileNotFoundError:
                     continue
                 if stat.S_ISLNK(est.st_mode):
-                    raise UnsafeHome(f"{path} is a symbolic link; refusing to follow it (remove it)")
+                    what = UnsafeHome if name == "runs" else StoreError
+                    raise what(f"{path} is a symbolic link; refusing to follow it (remove it)")
                 _owned(est, path, uid, damaged)
             runs = _child(cron, "runs", f"{root}/cron/runs", uid)
             if runs is not None:

@@ -237,7 +237,10 @@ class State:
                 raise StoreError(f"{self.path} is empty (0 bytes), so its history is gone or was never "
                                  "there; it is left as it is (move it away to start a new one)")
             if not os.access(self.path, os.R_OK | os.W_OK):
-                raise StoreError(f"can't use {self.path}: permission denied")
+                from .errors import FileSystemError
+                from .fsutil import fs_fault
+
+                raise FileSystemError(f"can't use {self.path}: {fs_fault(self.path) or 'permission denied (EACCES)'}")
         finally:
             os.close(dfd)
 

@@ -189,8 +189,9 @@ def test_the_watchdog_never_runs_the_command_a_user_planted_in_the_pidfile(peopl
         with open(home.pidfile, "w") as f:
             f.write(f"{sleeper.pid}\n{json.dumps(details)}\n")
         os.chown(home.pidfile, alice.uid, alice.gid)
-        os.symlink(str(outside / "target"), os.path.join(home.cron, "daemon.stderr"))
-        os.lchown(os.path.join(home.cron, "daemon.stderr"), alice.uid, alice.gid)
+        for name in ("daemon.stderr", ".watchdog.json"):  # root must neither write nor chown through these
+            os.symlink(str(outside / "target"), os.path.join(home.cron, name))
+            os.lchown(os.path.join(home.cron, name), alice.uid, alice.gid)
         log = os.path.join(os.path.dirname(str(outside)), "dog.log")
         dog = subprocess.Popen([sys.executable, "-m", "hermes_cron_watchdog", "--home", home.root, "--check-every",
                                 "0.2", "--log-format", "json", "--log-file", log, "--",
@@ -214,6 +215,7 @@ def test_the_watchdog_never_runs_the_command_a_user_planted_in_the_pidfile(peopl
             dog.wait(10)
         assert not pwned.exists(), "the planted command never ran"
         assert (outside / "target").read_text() == "untouched\n", "nothing was written through the symlink"
+        assert os.stat(outside / "target").st_uid == 0, "nothing was chowned through the symlink"
         assert owners(home.root) == {alice.uid}, "the watchdog's files are the user's"
         assert pid_alive(sleeper.pid), "the process the pidfile named was never signalled"
     finally:
