@@ -381,7 +381,7 @@ def export(output: str | None) -> None:
     if output:
         from .fsutil import atomic_write
 
-        atomic_write(output, text.encode())
+        atomic_write(os.path.abspath(output), text.encode(), ours=0)
     else:
         click.echo(text, nl=False)
 

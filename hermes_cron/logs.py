@@ -23,6 +23,9 @@ class LogSink:
     def _open(self) -> TextIO:
         assert self.path is not None
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        st = os.fstat(fd)
+        if st.st_size == 0 and st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o600:
+            os.fchmod(fd, 0o600)  # a new log is private whatever the umask
         return os.fdopen(fd, "a", buffering=1)
 
     def write(self, text: str) -> int:
