@@ -106,12 +106,17 @@ def ensure_private_dir(path: str, ours: int = 1) -> None:
 def open_private(dir_fd: int, name: str, flags: int, owner: int | None = None) -> int:
     """Open file `name` in the folder `dir_fd` without following a symlink; a file it creates is
     0600 whatever the umask (and given to `owner`, when root writes for a user)."""
-    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    # O_NONBLOCK: a FIFO planted where a file of ours should be must not hang us (it is refused)
+    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600, dir_fd=dir_fd)
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeHome(f"{name} is not a regular file")
+        if not flags & os.O_NONBLOCK:
+            os.set_blocking(fd, True)
         if flags & os.O_CREAT:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafeHome(f"{name} is not a regular file")
+            if owner is not None and st.st_nlink != 1:
+                raise UnsafeHome(f"{name} has {st.st_nlink} hard links; refusing to write it")
             if stat.S_IMODE(st.st_mode) != 0o600:
                 os.fchmod(fd, 0o600)
             if owner is not None and st.st_uid != owner:

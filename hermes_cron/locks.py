@@ -102,6 +102,8 @@ def _settle_lock_file(fd: int, owner: int | None) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise OSError(errno.EINVAL, "not a regular file")
     if owner is not None and st.st_uid == os.geteuid() != owner:
+        if st.st_nlink != 1:  # never give away a file that is also somewhere else
+            raise OSError(errno.EMLINK, "the lock file has other hard links")
         os.fchown(fd, owner, -1)
     elif st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o600 and not stat.S_IMODE(st.st_mode) & 0o044:
         os.fchmod(fd, 0o600)
