@@ -79,7 +79,7 @@ def _preload() -> None:
     for module in pkgutil.iter_modules(package_path):
         if module.name != "__main__":
             importlib.import_module(f"{__package__}.{module.name}")
-    for name in ("json", "pwd", "re", "shlex", "secrets", "selectors", "shutil", "socket", "sqlite3",
+    for name in ("json", "pwd", "re", "shlex", "selectors", "shutil", "socket", "sqlite3",
                  "subprocess", "zoneinfo", "resource", "select", "signal", "errno", "fcntl"):
         importlib.import_module(name)
 

@@ -247,9 +247,7 @@ class State:
     def _create(self, dfd: int, name: str) -> None:
         """Build a new database beside its final name, then link it into place: readers see no
         database or a whole one, and a crash leaves at most a temporary file."""
-        import secrets
-
-        tmp = f".{name}.{secrets.token_hex(6)}.new"
+        tmp = f".{name}.{os.urandom(6).hex()}.new"
         tmp_path = os.path.join(os.path.dirname(self.path), tmp)
         try:
             os.close(open_private(dfd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL))

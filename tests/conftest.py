@@ -92,4 +92,7 @@ def world_venv(tmp_path_factory: pytest.TempPathFactory) -> str:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"installing hermes-cron into {venv} failed: {proc.stderr[-2000:]}")
-    return os.path.join(venv, "bin")
+    yield os.path.join(venv, "bin")
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
