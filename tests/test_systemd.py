@@ -231,6 +231,9 @@ def test_hermes_cron_watchdog_restarts_a_frozen_daemon(sd):
     assert after["StatusText"], after
     # The watchdog kept petting its own systemd watchdog (10 s here) through all of it.
     assert show(sd, WATCHDOG)["NRestarts"] == "0"
+    # Its sandbox still lets it keep its restart counts in the daemon's home, as hermes-cron's.
+    assert not events(journal(sd, f"_SYSTEMD_UNIT={WATCHDOG}"), "watchdog.state_unwritable")
+    assert sd.run("stat", "-c", "%U", f"{HOME}/cron/.watchdog.json").stdout.strip() == "hermes-cron"
     sd.path(f"{UNIT_DIR}/{DAEMON}.d/20-watchdog.conf").unlink()
     sd.run("systemctl", "daemon-reload")
 
