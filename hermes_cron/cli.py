@@ -57,6 +57,18 @@ def _ctx() -> Context:
     return Context(home, root.ensure_object(dict))
 
 
+class Seconds(click.FloatRange):
+    """A number of seconds within a range; nan and inf are no numbers of seconds."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -99,13 +111,19 @@ def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _parse_size(text: str) -> int:
+    """A size as people type it (1048576, 512K, 1M), within the output cap's range."""
     import re
 
-    m = re.fullmatch(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", text.lower())
+    from .jobs import OUTPUT_CAP
+
+    m = re.fullmatch(r"\s*([0-9]{1,30})\s*([kmg]i?b?|b)?\s*", text.lower())
     if not m:
         raise InvalidInput(f"output cap {text!r} is not a size (e.g. 1048576, 512K, 1M)")
     scale = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[(m.group(2) or "")[:1]]
-    return int(m.group(1)) * scale
+    size = int(m.group(1)) * scale
+    if not OUTPUT_CAP[0] <= size <= OUTPUT_CAP[1]:
+        raise InvalidInput(f"output cap {text!r} is out of range: 1K to 1G")
+    return size
 
 
 def _job_options(f, for_edit: bool = False):
@@ -122,7 +140,8 @@ def _job_options(f, for_edit: bool = False):
         click.option("--cwd", metavar="DIR", help="Working directory (default: $HOME)."),
         click.option("--env", "env", multiple=True, metavar="K=V", help="Extra environment variable."),
         click.option("--output-cap", metavar="SIZE", help="Keep at most this much output per run (default 1M)."),
-        click.option("--keep-runs", type=int, metavar="N", help="Runs kept in history (default 50)."),
+        click.option("--keep-runs", type=click.IntRange(1, 10_000), metavar="N",
+                     help="Runs kept in history, 1 to 10000 (default 50)."),
         click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
     ]
     if for_edit:
@@ -144,7 +163,7 @@ def _edit_options(f):
 
 
 def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
-    from .durations import parse_duration
+    from .durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, parse_duration
 
     out: dict[str, Any] = {}
     if opts.get("schedule") is not None:
@@ -152,13 +171,13 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("tz") is not None:
         out["tz"] = opts["tz"]
     if opts.get("timeout") is not None:
-        out["timeout"] = parse_duration(opts["timeout"], "timeout")
+        out["timeout"] = parse_duration(opts["timeout"], "timeout", TIMEOUT)
     if opts.get("overlap") is not None:
         out["overlap"] = opts["overlap"]
     if opts.get("misfire_grace") is not None:
-        out["misfire_grace"] = parse_duration(opts["misfire_grace"], "misfire grace")
+        out["misfire_grace"] = parse_duration(opts["misfire_grace"], "misfire grace", MISFIRE_GRACE)
     if opts.get("kill_grace") is not None:
-        out["kill_grace"] = parse_duration(opts["kill_grace"], "kill grace")
+        out["kill_grace"] = parse_duration(opts["kill_grace"], "kill grace", KILL_GRACE)
     if opts.get("cwd") is not None:
         out["cwd"] = os.path.abspath(os.path.expanduser(opts["cwd"]))
     if opts.get("output_cap") is not None:
@@ -183,11 +202,34 @@ def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
     fields.setdefault("tz", local_zone_name())
     shell = bool(opts.get("shell"))
     if shell:
-        command = (" ".join(command),)
+        _one_shell_string(command)
     job = Job(name=name, command=tuple(command), shell=shell, enabled=not opts.get("paused"),
               env=tuple(sorted(_parse_env(opts["env"]).items())), **fields)
     job = add_job(_ctx().home, job)
+    _warn_if_missing(job)
     click.echo(f"added {job.name}: {job.schedule} ({job.tz}), next run {_next_text(job)}")
+
+
+def _one_shell_string(command: tuple[str, ...]) -> None:
+    if len(command) != 1:
+        raise InvalidInput(f"--shell takes the command as one string, not {len(command)} words: quote it, "
+                           f"e.g. --shell -- {' '.join(command)!r}")
+
+
+def _warn_if_missing(job) -> None:  # job: jobs.Job
+    """A command that isn't there now gets a warning, not a refusal: PATH may differ at run time."""
+    import shutil
+
+    if job.shell:
+        return
+    program = job.command[0]
+    path = dict(job.env).get("PATH", os.environ.get("PATH", ""))
+    found = os.access(program, os.X_OK) and not os.path.isdir(program) if "/" in program else \
+        shutil.which(program, path=path) is not None
+    if not found:
+        where = "does not exist or is not executable" if "/" in program else f"is not on PATH ({path})"
+        click.echo(f"hermes-cron: warning: {program!r} {where}; unless it is there when the job runs, "
+                   "the run will fail with exit 127 (command not found)", err=True)
 
 
 @cli.command()
@@ -213,13 +255,16 @@ def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
     if opts.get("no_shell"):
         changes["shell"] = False
     if command:
-        shell = changes.get("shell")
-        changes["command"] = (" ".join(command),) if shell else tuple(command)
+        if changes.get("shell"):
+            _one_shell_string(command)
+        changes["command"] = tuple(command)
     if not changes:
         raise InvalidInput("nothing to change: give at least one option or a new command")
     if "shell" in changes and "command" not in changes:
         raise InvalidInput("--shell/--no-shell needs the command too (after --)")
     job = edit_job(_ctx().home, name, changes)
+    if "command" in changes:
+        _warn_if_missing(job)
     click.echo(f"edited {job.name}: {job.schedule} ({job.tz}), next run {_next_text(job)}")
 
 
@@ -353,7 +398,7 @@ def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: st
 
     tz = tz or local_zone_name()
     zone = load_zone(tz)
-    t0 = parse_at(start, zone) if start else time.time()
+    t0 = parse_at(start, zone, "--from") if start else time.time()
     sched = parse_schedule(expr, tz, hash_key=hash_key, anchor=float(int(t0)))
     if isinstance(sched, RebootSchedule):
         raise InvalidInput("@reboot runs once per boot; it has no fire times to preview")
@@ -391,11 +436,11 @@ def export(output: str | None) -> None:
 
 
 @cli.command()
-@click.option("--tick-interval", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--tick-interval", default=60.0, show_default=True, type=Seconds(0.1, 3600),
               help="Seconds between ticks; ticks fall on multiples of it.")
-@click.option("--heartbeat-every", default=5, show_default=True, type=click.IntRange(min=1),
+@click.option("--heartbeat-every", default=5, show_default=True, type=click.IntRange(1, 10_000),
               help="Write the heartbeat every N ticks.")
-@click.option("--max-concurrent", type=click.IntRange(min=1), help="Most runs at once (default: no limit).")
+@click.option("--max-concurrent", type=click.IntRange(1, 100_000), help="Most runs at once (default: no limit).")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), default="auto",
               show_default=True)
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append logs here (SIGHUP reopens it).")
@@ -433,9 +478,9 @@ _RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--l
 
 def _daemon_options(f):
     for option in reversed([
-        click.option("--tick-interval", type=click.FloatRange(min=0.1), help="As for run."),
-        click.option("--heartbeat-every", type=click.IntRange(min=1), help="As for run."),
-        click.option("--max-concurrent", type=click.IntRange(min=1), help="As for run."),
+        click.option("--tick-interval", type=Seconds(0.1, 3600), help="As for run."),
+        click.option("--heartbeat-every", type=click.IntRange(1, 10_000), help="As for run."),
+        click.option("--max-concurrent", type=click.IntRange(1, 100_000), help="As for run."),
         click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), help="As for run."),
         click.option("--log-file", type=click.Path(dir_okay=False), help="As for run (default: cron/daemon.log)."),
         click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="As for run."),
@@ -494,7 +539,7 @@ def _stop(timeout: float, jobs: bool) -> None:
 
 
 @cli.command()
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--timeout", default=10.0, show_default=True, type=Seconds(0, 3600),
               help="Seconds to wait after SIGTERM before SIGKILL.")
 @click.option("--jobs", is_flag=True, help="Also stop running jobs (TERM, then KILL after their kill grace).")
 @_home_option
@@ -504,7 +549,7 @@ def stop(timeout: float, jobs: bool) -> None:
 
 
 @cli.command()
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--timeout", default=10.0, show_default=True, type=Seconds(0, 3600))
 @_daemon_options
 @_home_option
 def restart(timeout: float, **opts: Any) -> None:
@@ -618,7 +663,7 @@ def _status_text(run) -> str:
 
 @cli.command()
 @click.argument("name")
-@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(min=0), help="0 for all.")
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(0, 1_000_000), help="0 for all.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_home_option
 def history(name: str, limit: int, as_json: bool) -> None:
@@ -640,7 +685,7 @@ def history(name: str, limit: int, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--run", "run_id", type=int, help="Which run (default: the latest).")
+@click.option("--run", "run_id", type=click.IntRange(1, 2**63 - 1), help="Which run (default: the latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing while the run goes on.")
 @_home_option
 def logs(name: str, run_id: int | None, follow: bool) -> None:

@@ -49,6 +49,8 @@ _DOM = _Field("day-of-month", 1, 31, hash_hi=28)
 _MONTH = _Field("month", 1, 12, _MONTHS)
 _DOW = _Field("day-of-week", 0, 7, _DAYS, hash_hi=6)
 
+MAX_FIELD = 200  # characters in one field
+MAX_STEP = 9999
 _ITEM = re.compile(r"^(?P<base>[^/]+)(?:/(?P<step>[^/]+))?$")
 _HASHED = re.compile(r"^H(?:\((?P<a>[^-()]+)-(?P<b>[^-()]+)\))?$", re.IGNORECASE)
 
@@ -175,6 +177,10 @@ def parse_cron(text: str, hash_key: str = "") -> CronSpec:
             "(minute hour day-of-month month day-of-week) or 6 (second first)"
         )
     fields = (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW)
+    for part, fld in zip(parts, fields):
+        if len(part) > MAX_FIELD:
+            raise InvalidInput(f"{fld.name} field {part[:20]!r}... in {raw[:40]!r} is longer than {MAX_FIELD} "
+                               "characters")
     values = [
         _parse_field(part, fld, f"{hash_key}\0{index}", raw)
         for index, (part, fld) in enumerate(zip(parts, fields))
@@ -207,8 +213,8 @@ def _parse_field(text: str, fld: _Field, hash_seed: str, whole: str) -> tuple[in
         base, step_text = m.group("base"), m.group("step")
         step = 1
         if step_text is not None:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise fail(f"step {step_text!r} must be a whole number of 1 or more")
+            if not _digits(step_text) or not 1 <= int(step_text) <= MAX_STEP:
+                raise fail(f"step {step_text!r} must be a whole number from 1 to {MAX_STEP}")
             step = int(step_text)
         hashed = _HASHED.match(base)
         if base in ("*", "?"):
@@ -240,12 +246,17 @@ def _parse_field(text: str, fld: _Field, hash_seed: str, whole: str) -> tuple[in
     return tuple(sorted(out))
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only, and few of them: str.isdigit() would take '١' and '５'."""
+    return 0 < len(text) <= 4 and text.isascii() and text.isdigit()
+
+
 def _value(text: str, fld: _Field, fail) -> int:
     if fld.names and text.lower() in fld.names:
         return fld.names[text.lower()]
-    if not text.isdigit():
+    if not _digits(text):
         known = f" or a name like {next(iter(fld.names)).upper()}" if fld.names else ""
-        raise fail(f"{text!r} is not a number{known}")
+        raise fail(f"{text!r} is not a number (ASCII digits){known}")
     n = int(text)
     if not fld.lo <= n <= fld.hi:
         raise fail(f"{n} is out of range {fld.lo}-{fld.hi}")

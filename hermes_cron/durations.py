@@ -1,26 +1,59 @@
-"""Durations as people type them: `30s`, `5m`, `2h`, `1d`, `1h30m`, or plain seconds."""
+"""Durations as people type them: `30s`, `5m`, `2h`, `1d`, `1h30m`, or plain seconds.
+
+Every duration a user gives has a range, stated here once (README, "Job options"): a value
+outside it is refused where it is given, and a job that holds one is invalid.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import InvalidInput
 
+DAY = 86400.0
+MAX_DURATION = 366 * DAY  # the longest timeout, grace or interval: a year and a day
+MAX_KILL_GRACE = DAY
+MAX_TEXT = 64  # characters: no duration needs more
+
+# (least, most) seconds for each duration a job carries
+TIMEOUT = (0.1, MAX_DURATION)
+MISFIRE_GRACE = (1.0, MAX_DURATION)
+KILL_GRACE = (0.0, MAX_KILL_GRACE)
+INTERVAL = (1.0, MAX_DURATION)
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_NUMBER = r"[0-9]{1,30}(?:\.[0-9]{1,9})?"  # ASCII digits only: int() would take '٣' and '５'
+_PART = re.compile(rf"({_NUMBER})([smhdw])")
+_WHOLE = re.compile(rf"(?:{_NUMBER}[smhdw])+")
 
 
-def parse_duration(text: str, what: str = "duration") -> float:
-    """Return the number of seconds in `text`; raise InvalidInput naming `what` if malformed."""
+def parse_duration(text: str, what: str = "duration", bounds: tuple[float, float] | None = None) -> float:
+    """The number of seconds in `text`; InvalidInput naming `what` if it is malformed or, with
+    `bounds`, outside them."""
     raw = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", raw):
-        return float(raw)
-    if not raw or not _WHOLE.fullmatch(raw):
+    if len(raw) > MAX_TEXT:
+        raise InvalidInput(f"{what}: {text[:20]!r}... is too long to be a duration")
+    if re.fullmatch(_NUMBER, raw):
+        seconds = float(raw)
+    elif raw and _WHOLE.fullmatch(raw):
+        seconds = float(sum(float(n) * _UNITS[u] for n, u in _PART.findall(raw)))
+    else:
         raise InvalidInput(
             f"{what}: {text!r} is not a duration (use e.g. 30s, 5m, 2h, 1d, 1h30m or plain seconds)"
         )
-    return float(sum(float(n) * _UNITS[u] for n, u in _PART.findall(raw)))
+    if bounds is not None:
+        check_duration(seconds, what, bounds)
+    return seconds
+
+
+def check_duration(seconds: float, what: str, bounds: tuple[float, float]) -> None:
+    """InvalidInput unless `seconds` is a finite number within `bounds`."""
+    lo, hi = bounds
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) \
+            or not lo <= seconds <= hi:
+        shown = f"{seconds:g} s" if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else repr(seconds)
+        raise InvalidInput(f"{what} {shown} is out of range: {format_duration(lo)} to {format_duration(hi)}")
 
 
 def format_duration(seconds: float) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
+from .durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, check_duration
 from .errors import InvalidInput
 from .names import check_name
 from .schedule import Schedule, parse_schedule
@@ -19,6 +20,10 @@ DEFAULT_OUTPUT_CAP = 1024 * 1024
 DEFAULT_MISFIRE_GRACE = 600.0
 DEFAULT_KILL_GRACE = 10.0
 DEFAULT_KEEP_RUNS = 50
+KEEP_RUNS = (1, 10_000)
+OUTPUT_CAP = (1024, 1 << 30)  # 1 KiB to 1 GiB
+INSTANTS = (0.0, 32503680000.0)  # stored instants: 1970 to the year 3000
+MAX_COMMAND = 256 * 1024  # characters of a command, all words together
 
 
 @dataclass(frozen=True)
@@ -53,21 +58,26 @@ class Job:
             raise InvalidInput(
                 f"job {self.name!r}: overlap policy {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}"
             )
-        if self.timeout is not None and not self.timeout > 0:
-            raise InvalidInput(f"job {self.name!r}: timeout must be more than 0 s")
-        if not self.misfire_grace >= 1:
-            raise InvalidInput(f"job {self.name!r}: misfire grace must be at least 1 s")
-        if not self.kill_grace >= 0:
-            raise InvalidInput(f"job {self.name!r}: kill grace can't be negative")
+        if self.timeout is not None:
+            check_duration(self.timeout, f"job {self.name!r}: timeout", TIMEOUT)
+        check_duration(self.misfire_grace, f"job {self.name!r}: misfire grace", MISFIRE_GRACE)
+        check_duration(self.kill_grace, f"job {self.name!r}: kill grace", KILL_GRACE)
+        for what, value in (("anchor", self.anchor), ("created", self.created)):
+            if not INSTANTS[0] <= value <= INSTANTS[1]:
+                raise InvalidInput(f"job {self.name!r}: {what} {value!r} is not a time between 1970 and 3000")
+        if sum(len(a) for a in self.command) > MAX_COMMAND:
+            raise InvalidInput(f"job {self.name!r}: the command is longer than {MAX_COMMAND} characters")
         if self.cwd is not None and not self.cwd.startswith("/"):
             raise InvalidInput(f"job {self.name!r}: working directory {self.cwd!r} must be an absolute path")
         for key, value in self.env:
             if not ENV_KEY_RE.match(key) or "\0" in value:
                 raise InvalidInput(f"job {self.name!r}: {key}={value!r} is not a valid environment variable")
-        if not isinstance(self.output_cap, int) or self.output_cap < 1024:
-            raise InvalidInput(f"job {self.name!r}: output cap must be at least 1024 bytes")
-        if not isinstance(self.keep_runs, int) or self.keep_runs < 1:
-            raise InvalidInput(f"job {self.name!r}: keep-runs must be at least 1")
+        if not isinstance(self.output_cap, int) or not OUTPUT_CAP[0] <= self.output_cap <= OUTPUT_CAP[1]:
+            raise InvalidInput(f"job {self.name!r}: output cap {self.output_cap!r} is out of range: "
+                               f"{OUTPUT_CAP[0]} bytes (1K) to {OUTPUT_CAP[1]} bytes (1G)")
+        if not isinstance(self.keep_runs, int) or not KEEP_RUNS[0] <= self.keep_runs <= KEEP_RUNS[1]:
+            raise InvalidInput(f"job {self.name!r}: keep-runs {self.keep_runs!r} is out of range: "
+                               f"{KEEP_RUNS[0]} to {KEEP_RUNS[1]}")
         try:
             self.compiled  # noqa: B018  (validates schedule and zone now, not at the first tick)
         except InvalidInput as e:
@@ -136,11 +146,10 @@ class Job:
             for key in ("anchor", "created"):
                 if key in kw:
                     kw[key] = parse_utc(kw[key])
-            for key in ("timeout",):
+            for key in ("timeout", "misfire_grace", "kill_grace"):
                 if kw.get(key) is not None:
-                    kw[key] = float(kw[key])
-            for key in ("misfire_grace", "kill_grace"):
-                if key in kw:
+                    if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)):
+                        raise TypeError(f"{key} must be a number of seconds")
                     kw[key] = float(kw[key])
             for key in ("shell", "enabled"):
                 if key in kw and not isinstance(kw[key], bool):
@@ -151,7 +160,7 @@ class Job:
             for key in ("name", "schedule", "tz", "overlap", "cwd"):
                 if key in kw and kw[key] is not None and not isinstance(kw[key], str):
                     raise TypeError(f"{key} must be a string")
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise InvalidInput(f"job {data.get('name', '?')!r}: {e}") from None
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**kw, extra=extra)

@@ -21,15 +21,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import datetime
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from .cronexpr import CronSpec, parse_cron
-from .durations import parse_duration
+from .durations import INTERVAL, parse_duration
 from .errors import InvalidInput
-from .zones import instant, load_zone, localize_first, timeline, wall
+from .zones import format_instant, instant, load_zone, localize_first, timeline, wall
 
 HORIZON = 10 * 366 * 86400  # a cron expression that doesn't fire within ten years never will
+YEARS = (1970, 2999)  # the years a one-shot or a --from time may name
+MAX_SCHEDULE = 1000  # characters
 _DAY = 86400.0
 
 
@@ -134,29 +136,61 @@ def parse_schedule(text: str, tz: str, hash_key: str = "", anchor: float = 0.0) 
     zone = load_zone(tz)
     if raw.lower() == "@reboot":
         return RebootSchedule()
+    if len(raw) > MAX_SCHEDULE:
+        raise InvalidInput(f"schedule {raw[:20]!r}... is longer than {MAX_SCHEDULE} characters")
+    if raw.lower() in ("every", "at"):
+        example = "every 5m" if raw.lower() == "every" else "at 2026-12-01T09:00"
+        raise InvalidInput(f"schedule {raw!r} needs {'an interval' if raw.lower() == 'every' else 'a time'}, "
+                           f"e.g. {example!r}")
     m = _EVERY.match(raw)
     if m:
-        period = parse_duration(m.group(1), "interval")
-        if period < 1:
-            raise InvalidInput(f"interval {m.group(1)!r} is shorter than the 1 s minimum")
-        return IntervalSchedule(raw, period, anchor)
+        return IntervalSchedule(raw, parse_duration(m.group(1), "interval", INTERVAL), anchor)
     m = _AT.match(raw)
     if m:
         return AtSchedule(raw, parse_at(m.group(1), zone))
     return CronSchedule(parse_cron(raw, hash_key), zone)
 
 
-def parse_at(text: str, zone: ZoneInfo) -> float:
-    """`2026-12-01T09:00` in `zone`, or with its own offset (`+01:00`, `Z`)."""
+def parse_at(text: str, zone: ZoneInfo, what: str = "one-shot time") -> float:
+    """`2026-12-01T09:00` in `zone`, or with its own offset (`+01:00`, `Z`), in the years
+    1970 to 2999. A local time the clock skips (a DST gap) is refused naming the jump; one it
+    shows twice is refused showing both offsets, so the user says which one."""
+    raw = text.strip().replace(" ", "T", 1)
     try:
-        moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+        if not raw.isascii() or len(raw) > 40:
+            raise ValueError
+        moment = datetime.fromisoformat(raw)
     except ValueError:
-        raise InvalidInput(
-            f"one-shot time {text!r} is not an ISO date and time like 2026-12-01T09:00"
-        ) from None
+        raise InvalidInput(f"{what} {text!r} is not an ISO date and time like 2026-12-01T09:00") from None
+    if not YEARS[0] <= moment.year <= YEARS[1]:
+        raise InvalidInput(f"{what} {text!r} is out of range: years {YEARS[0]} to {YEARS[1]}")
     if moment.tzinfo is not None:
         return moment.timestamp()
-    return localize_first(moment.replace(microsecond=0), zone)
+    moment = moment.replace(microsecond=0)
+    first = moment.replace(tzinfo=zone, fold=0)
+    second = moment.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        shown = moment.isoformat(timespec="minutes")
+        if _round_trip(first, zone) != moment or _round_trip(second, zone) != moment:
+            jump = localize_first(moment, zone)
+            raise InvalidInput(
+                f"{what} {shown} does not exist in {zone.key}: the clocks jump over it at "
+                f"{format_instant(jump, zone)} (DST); give another time")
+        offsets = " or ".join(f"{shown}{_offset_text(d.utcoffset())}" for d in (first, second))
+        raise InvalidInput(f"{what} {shown} happens twice in {zone.key} (DST ends): say which, with an "
+                           f"offset: {offsets}")
+    return localize_first(moment, zone)
+
+
+def _round_trip(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The wall time that `moment`'s instant really shows in `zone` (differs inside a DST gap)."""
+    return moment.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
+
+
+def _offset_text(delta) -> str:  # delta: a timedelta
+    minutes = int(delta.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def upcoming(schedule: Schedule, after: float, count: int) -> list[float]:

@@ -25,7 +25,8 @@ from .ticker import initial_next_run, reconcile
 def _checked(job: Job, now: float) -> Job:
     check_fires(job.compiled, now)
     if job.cwd is not None and not os.path.isdir(job.cwd):
-        raise InvalidInput(f"job {job.name!r}: working directory {job.cwd} does not exist")
+        why = "is not a directory" if os.path.exists(job.cwd) else "does not exist"
+        raise InvalidInput(f"job {job.name!r}: working directory {job.cwd} {why}")
     return job
 
 

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from hermes_cron.errors import InvalidInput
+
 from hermes_cron.schedule import parse_schedule, upcoming
 from hermes_cron.zones import load_zone, offset_at, timeline
 
@@ -143,10 +145,15 @@ def test_at_in_zone_and_with_offset():
     assert iso(s.next_after(0)) == "2026-12-01T08:00:00Z"
     s = parse_schedule("at 2026-12-01T09:00-05:00", "Europe/Berlin")
     assert iso(s.next_after(0)) == "2026-12-01T14:00:00Z"
-    gap = parse_schedule("at 2027-03-28T02:30", "Europe/Berlin")
-    assert iso(gap.next_after(0)) == "2027-03-28T01:00:00Z"
-    repeat = parse_schedule("at 2027-10-31T02:30", "Europe/Berlin")
-    assert iso(repeat.next_after(0)) == "2027-10-31T00:30:00Z"
+    with pytest.raises(InvalidInput, match=r"does not exist in Europe/Berlin: the clocks jump over it at "
+                       r"2027-03-28 03:00:00\+02:00"):
+        parse_schedule("at 2027-03-28T02:30", "Europe/Berlin")
+    with pytest.raises(InvalidInput, match=r"happens twice .*2027-10-31T02:30\+02:00 or 2027-10-31T02:30\+01:00"):
+        parse_schedule("at 2027-10-31T02:30", "Europe/Berlin")
+    first = parse_schedule("at 2027-10-31T02:30+02:00", "Europe/Berlin")
+    assert iso(first.next_after(0)) == "2027-10-31T00:30:00Z"
+    with pytest.raises(InvalidInput, match="happens twice"):
+        parse_schedule("at 2027-11-07T01:30", "America/New_York")
 
 
 def test_intervals_ignore_dst():
