@@ -63,10 +63,21 @@ class Seconds(click.FloatRange):
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         import math
 
+        if isinstance(value, str) and not value.isascii():
+            self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
         rv = super().convert(value, param, ctx)
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
+
+
+class Count(click.IntRange):
+    """A whole number within a range, in ASCII digits (int() would take '５')."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not value.isascii():
+            self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _emit_json(data: Any) -> None:
@@ -140,7 +151,7 @@ def _job_options(f, for_edit: bool = False):
         click.option("--cwd", metavar="DIR", help="Working directory (default: $HOME)."),
         click.option("--env", "env", multiple=True, metavar="K=V", help="Extra environment variable."),
         click.option("--output-cap", metavar="SIZE", help="Keep at most this much output per run (default 1M)."),
-        click.option("--keep-runs", type=click.IntRange(1, 10_000), metavar="N",
+        click.option("--keep-runs", type=Count(1, 10_000), metavar="N",
                      help="Runs kept in history, 1 to 10000 (default 50)."),
         click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
     ]
@@ -384,7 +395,7 @@ def show(name: str, as_json: bool) -> None:
 @cli.command(name="next")
 @click.argument("expr")
 @click.option("--tz", metavar="ZONE", help="IANA time zone (default: this machine's).")
-@click.option("--count", "-n", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--count", "-n", default=5, show_default=True, type=Count(1, 1000))
 @click.option("--from", "start", metavar="TIME", help="Start from this ISO time instead of now.")
 @click.option("--name", "hash_key", default="", metavar="JOB", help="Job name that spreads H fields.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -438,9 +449,9 @@ def export(output: str | None) -> None:
 @cli.command()
 @click.option("--tick-interval", default=60.0, show_default=True, type=Seconds(0.1, 3600),
               help="Seconds between ticks; ticks fall on multiples of it.")
-@click.option("--heartbeat-every", default=5, show_default=True, type=click.IntRange(1, 10_000),
+@click.option("--heartbeat-every", default=5, show_default=True, type=Count(1, 10_000),
               help="Write the heartbeat every N ticks.")
-@click.option("--max-concurrent", type=click.IntRange(1, 100_000), help="Most runs at once (default: no limit).")
+@click.option("--max-concurrent", type=Count(1, 100_000), help="Most runs at once (default: no limit).")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), default="auto",
               show_default=True)
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append logs here (SIGHUP reopens it).")
@@ -479,8 +490,8 @@ _RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--l
 def _daemon_options(f):
     for option in reversed([
         click.option("--tick-interval", type=Seconds(0.1, 3600), help="As for run."),
-        click.option("--heartbeat-every", type=click.IntRange(1, 10_000), help="As for run."),
-        click.option("--max-concurrent", type=click.IntRange(1, 100_000), help="As for run."),
+        click.option("--heartbeat-every", type=Count(1, 10_000), help="As for run."),
+        click.option("--max-concurrent", type=Count(1, 100_000), help="As for run."),
         click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), help="As for run."),
         click.option("--log-file", type=click.Path(dir_okay=False), help="As for run (default: cron/daemon.log)."),
         click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="As for run."),
@@ -663,7 +674,7 @@ def _status_text(run) -> str:
 
 @cli.command()
 @click.argument("name")
-@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(0, 1_000_000), help="0 for all.")
+@click.option("--limit", "-n", default=20, show_default=True, type=Count(0, 1_000_000), help="0 for all.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_home_option
 def history(name: str, limit: int, as_json: bool) -> None:
@@ -685,7 +696,7 @@ def history(name: str, limit: int, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--run", "run_id", type=click.IntRange(1, 2**63 - 1), help="Which run (default: the latest).")
+@click.option("--run", "run_id", type=Count(1, 2**63 - 1), help="Which run (default: the latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing while the run goes on.")
 @_home_option
 def logs(name: str, run_id: int | None, follow: bool) -> None:

@@ -16,12 +16,23 @@ def _seconds(lo: float, hi: float) -> click.FloatRange:
         def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
             import math
 
+            if isinstance(value, str) and not value.isascii():
+                self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
             rv = super().convert(value, param, ctx)
             if not math.isfinite(rv):
                 self.fail(f"{value!r} is not a finite number", param, ctx)
             return rv
 
     return Seconds(lo, hi)
+
+
+class _Count(click.IntRange):
+    """A whole number within a range, in ASCII digits (int() would take '５')."""
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, str) and not value.isascii():
+            self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,7 +45,7 @@ def _seconds(lo: float, hi: float) -> click.FloatRange:
 @click.option("--user", is_flag=True, help="With --systemd-unit: the user's systemd (systemctl --user).")
 @click.option("--kill-timeout", default=10.0, show_default=True, type=_seconds(0, 3600),
               help="Seconds between SIGTERM and SIGKILL of a hung daemon.")
-@click.option("--burst", default=5, show_default=True, type=click.IntRange(1, 1000),
+@click.option("--burst", default=5, show_default=True, type=_Count(1, 1000),
               help="At most this many restarts ...")
 @click.option("--window", default=1800.0, show_default=True, type=_seconds(1, 7 * 86400),
               help="... within this many seconds, then give up until healthy or the window passes.")
@@ -75,4 +86,12 @@ def watchdog(home: str | None, stale_after: float | None, check_every: float | N
 
 
 def main() -> None:
-    watchdog(prog_name="hermes-cron-watchdog")
+    """Entry point: usage errors as one line and exit 2, as hermes-cron does."""
+    try:
+        watchdog.main(prog_name="hermes-cron-watchdog", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"hermes-cron-watchdog: {e.format_message()} (see hermes-cron-watchdog --help)", err=True)
+        sys.exit(e.exit_code)
+    sys.exit(0)
