@@ -151,8 +151,8 @@ def _job_options(f, for_edit: bool = False):
         click.option("--cwd", metavar="DIR", help="Working directory (default: $HOME)."),
         click.option("--env", "env", multiple=True, metavar="K=V", help="Extra environment variable."),
         click.option("--output-cap", metavar="SIZE", help="Keep at most this much output per run (default 1M)."),
-        click.option("--keep-runs", type=Count(1, 10_000), metavar="N",
-                     help="Runs kept in history, 1 to 10000 (default 50)."),
+        click.option("--keep-runs", type=Count(1, 1_000_000), metavar="N",
+                     help="Runs kept in history, 1 to 1000000 (default 50)."),
         click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
     ]
     if for_edit:
@@ -336,6 +336,7 @@ def _clip(text: str, width: int) -> str:
 @_home_option
 def list_(as_json: bool) -> None:
     """List the jobs with their next run and last status."""
+    from .jobstore import Invalid
     from .service import job_views
     from .zones import format_instant, load_zone
 
@@ -348,6 +349,9 @@ def list_(as_json: bool) -> None:
         return
     click.echo(f"{'NAME':<16} {'SCHEDULE':<15} {'NEXT RUN':<25} {'LAST':<10} STATE")
     for v in views:
+        if isinstance(v, Invalid):
+            click.echo(f"{_clip(v.name, 16):<16} {'?':<15} {'-':<25} {'-':<10} INVALID: {v.reason}")
+            continue
         nxt = format_instant(v.next_run, load_zone(v.job.tz)) if v.next_run else "-"
         state = f"running:{v.running}" if v.running else v.state_text
         click.echo(f"{_clip(v.job.name, 16):<16} {_clip(v.job.schedule, 15):<15} {nxt:<25} "
@@ -366,10 +370,15 @@ def show(name: str, as_json: bool) -> None:
     from .zones import format_instant, load_zone
 
     view = job_views(_ctx().home, [name])[0]
-    job = view.job
     if as_json:
         _emit_json(view.to_dict())
         return
+    if not hasattr(view, "job"):  # an invalid entry of jobs.json
+        click.echo(f"{'name:':<15}{view.name}\n{'state:':<15}INVALID: {view.reason}\n"
+                   f"{'entry:':<15}{json.dumps(view.entry, ensure_ascii=False)[:2000]}\n"
+                   f"{'to do:':<15}fix it in jobs.json by hand, or: hermes-cron remove {view.name}")
+        return
+    job = view.job
     zone = load_zone(job.tz)
     nexts = [view.next_run] + upcoming(job.compiled, view.next_run, 2) if view.next_run else []
     rows = [
@@ -625,7 +634,10 @@ def _print_status(r: dict[str, Any], code: int) -> None:
     if r["store_error"]:
         lines.append(("store", f"UNREADABLE: {r['store_error']}"))
     j = r["jobs"]
-    lines.append(("jobs", f"{j.get('enabled', 0)} enabled, {j.get('paused', 0)} paused, {j.get('completed', 0)} completed"))
+    lines.append(("jobs", f"{j.get('enabled', 0)} enabled, {j.get('paused', 0)} paused, {j.get('completed', 0)} completed"
+                  + (f", {j['invalid']} INVALID" if j.get("invalid") else "")))
+    for i, bad in enumerate(r.get("invalid_jobs") or []):
+        lines.append(("invalid" if i == 0 else "", f"{bad['job']}: {bad['reason']}"))
     lines.append(("running", ", ".join(f"{x['job']} (run {x['run_id']}, {_age(x['age_s'])})" for x in r["in_flight"])
                   or "none"))
     for i, n in enumerate(r["next"]):

@@ -3,6 +3,7 @@ the process a pidfile names is really our daemon before sending it anything."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -232,7 +233,7 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
         "stale_pidfile": found.describe_stale() if found.stale else None,
         "heartbeat_age_s": None, "heartbeat_stale_after_s": None, "heartbeat_stale": None,
         "ticks": None, "last_ok_tick": None, "last_error": None, "healthy": False,
-        "store_error": None, "jobs": {}, "in_flight": [], "next": [], "recent_failures": [],
+        "store_error": None, "jobs": {}, "invalid_jobs": [], "in_flight": [], "next": [], "recent_failures": [],
     }
     if found.proc is not None:
         report["uptime_s"] = round(now - found.proc.started_at(), 1)
@@ -250,6 +251,24 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
     return report, code
 
 
+def _jobs_file_fault(home: Home, reconciled_sig: str | None) -> str | None:
+    """What is wrong with jobs.json, if anything: read only when it changed since it was last
+    reconciled (status must stay fast)."""
+    from .jobstore import parse, signature
+
+    try:
+        if reconciled_sig is not None and signature(home.jobs).text() == reconciled_sig:
+            return None
+        from .fsutil import read_private
+
+        data = read_private(home.jobs)
+        if data is not None:
+            parse(data, home.jobs)
+    except HermesCronError as e:
+        return str(e)
+    return None
+
+
 def _store_facts(home: Home, report: dict, now: float) -> None:
     """Job counts, runs in flight, next fire times and recent failures, read straight from
     state.db (no schedule code is loaded: status must start fast)."""
@@ -259,14 +278,20 @@ def _store_facts(home: Home, report: dict, now: float) -> None:
     from .zones_lite import utc_iso as iso  # noqa: I001
 
     if not os.path.exists(home.state):
-        report["jobs"] = {"enabled": 0, "paused": 0, "completed": 0}
+        report["jobs"] = {"enabled": 0, "paused": 0, "completed": 0, "invalid": 0}
+        report["store_error"] = _jobs_file_fault(home, None)
         return
     try:
         check_private_file(os.stat(home.state), home.state)
         conn = sqlite3.connect(f"file:{home.state}?mode=ro", uri=True, timeout=2.0)
         try:
             r = conn.execute("SELECT SUM(enabled = 1 AND done = 0), SUM(enabled = 0), SUM(done = 1) FROM sched").fetchone()
-            report["jobs"] = {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0}
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('invalid_jobs', 'defs_sig')"))
+            invalid = json.loads(meta.get("invalid_jobs") or "{}")
+            report["jobs"] = {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0,
+                              "invalid": len(invalid)}
+            report["invalid_jobs"] = [{"job": name, "reason": why} for name, why in sorted(invalid.items())]
+            report["store_error"] = _jobs_file_fault(home, meta.get("defs_sig"))
             report["in_flight"] = [
                 {"run_id": i, "job": j, "state": s, "started": iso(st), "age_s": round(max(0.0, now - (st or c)), 1)}
                 for i, j, s, st, c in conn.execute(

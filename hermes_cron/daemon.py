@@ -336,6 +336,11 @@ class Daemon:
             self.selector.unregister(fd)
 
     def _log_report(self, report: TickReport, counted: bool) -> None:
+        for name, why in report.invalid:
+            self.log.error("job.invalid", job=name, reason=why, note="not scheduled until jobs.json is fixed")
+        for name, why in report.broken:
+            self.log.error("job.unschedulable", job=name, reason=why,
+                           note="set aside until its definition changes; the other jobs go on")
         for name, slot, run_id in report.skipped:
             self.log.info("job.skipped", job=name, run_id=run_id, scheduled=utc_iso(slot), reason="overlap")
         for name, count, capped, first, newest in report.missed:

@@ -178,7 +178,8 @@ class Dispatcher:
                 self.finish(old, "interrupted", reason=f"replaced by run {claim.run_id} before it started")
                 continue
             reaper = files.read_reaper() or _proc(old.reaper_pid, old.reaper_start)
-            grace = old.job_spec.kill_grace if old.spec else claim.job.kill_grace
+            spec = old.job_spec
+            grace = spec.kill_grace if spec is not None else claim.job.kill_grace
             targets.append(Target(old.id, files.folder, reaper, grace))
         return tuple(targets)
 
@@ -306,7 +307,8 @@ class Dispatcher:
 
     def finish(self, run: Run, status: str, **values: Any) -> bool:
         values.setdefault("ended_at", time.time())
-        keep = run.job_spec.keep_runs if run.spec else None
+        spec = run.job_spec
+        keep = spec.keep_runs if spec is not None else None
         with self.state.transaction():
             changed = self.state.update_run(run.id, state="done", status=status, **values)
             pruned = self.state.prune(run.job, keep) if (changed and keep) else []
@@ -377,7 +379,7 @@ class Dispatcher:
 
     def _adopt(self, run: Run, files: RunFiles, now: float) -> None:
         token = files.read_token()
-        job_def = run.job_spec if run.spec else None
+        job_def = run.job_spec
         if token is None and run.state == "claimed" and job_def is not None:
             late = now - (run.scheduled if run.scheduled is not None else run.claimed_at)
             if late <= job_def.misfire_grace:
@@ -443,7 +445,7 @@ class Dispatcher:
             self._supervisor_gone(run.id)
 
     def _watch_orphan(self, run: Run, job: ProcId) -> None:
-        job_def = run.job_spec if run.spec else None
+        job_def = run.job_spec
         fd = self._open_pidfd(job.pid)
         timeout_at = None
         if job_def is not None and job_def.timeout:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
-from .errors import InvalidInput, StoreError
+from .errors import InvalidInput, JobNotFound, StoreError
 from .fsutil import atomic_write, read_private
 from .jobs import Job
 from .locks import FileLock
@@ -50,9 +50,23 @@ def signature(path: str) -> Signature:
 
 
 @dataclass(frozen=True)
+class Invalid:
+    """An entry of jobs.json that is not a valid job: kept exactly as it is, never scheduled, and
+    shown with the reason, until someone fixes it by hand or removes it."""
+
+    name: str
+    reason: str
+    entry: object  # the entry as it was read, written back unchanged
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "state": "invalid", "reason": self.reason, "entry": self.entry}
+
+
+@dataclass(frozen=True)
 class Definitions:
     jobs: dict[str, Job]
     sig: Signature
+    invalid: dict[str, Invalid] = field(default_factory=dict)
 
     def get(self, name: str) -> Job:
         from .errors import JobNotFound
@@ -60,11 +74,16 @@ class Definitions:
         try:
             return self.jobs[name]
         except KeyError:
+            if name in self.invalid:
+                raise InvalidInput(f"job {name!r} is invalid ({self.invalid[name].reason}); fix it in "
+                                   f"jobs.json by hand, or remove it with: hermes-cron remove {name}") from None
             raise JobNotFound(f"no job named {name!r}") from None
 
 
-def parse(data: bytes, path: str) -> dict[str, Job]:
-    """Parse the bytes of jobs.json; StoreError naming the file and the fault."""
+def parse(data: bytes, path: str) -> tuple[dict[str, Job], dict[str, Invalid]]:
+    """Parse the bytes of jobs.json into its valid jobs and its invalid entries. A file that is
+    not a job store at all raises StoreError naming the file and the fault; one bad entry makes
+    only that entry invalid."""
     try:
         doc = json.loads(data)
     except UnicodeDecodeError:
@@ -75,10 +94,12 @@ def parse(data: bytes, path: str) -> dict[str, Job]:
         raise StoreError(
             f"{path} {why} (line {e.lineno} column {e.colno}: {e.msg}); it is left as it is"
         ) from None
+    except RecursionError:
+        raise StoreError(f"{path} is nested too deeply to be a job store; it is left as it is") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
         raise StoreError(f"{path} is not a hermes-cron job store (no \"jobs\" list); it is left as it is")
     version = doc.get("version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise StoreError(f"{path} has no valid schema version; it is left as it is")
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -86,15 +107,28 @@ def parse(data: bytes, path: str) -> dict[str, Job]:
             f"{SCHEMA_VERSION}); it is left as it is"
         )
     jobs: dict[str, Job] = {}
-    for entry in doc["jobs"]:
+    invalid: dict[str, Invalid] = {}
+    for index, entry in enumerate(doc["jobs"]):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        key = name if isinstance(name, str) and name else f"#{index + 1}"
+        if key in jobs or key in invalid:
+            invalid[f"{key}#{index + 1}"] = Invalid(f"{key}#{index + 1}", f"a second job named {key!r}", entry)
+            continue
         try:
             job = Job.from_dict(entry)
         except InvalidInput as e:
-            raise StoreError(f"{path}: {e}; the file is left as it is") from None
-        if job.name in jobs:
-            raise StoreError(f"{path}: job {job.name!r} appears twice; the file is left as it is")
+            invalid[key] = Invalid(key, _reason(str(e), key), entry)
+            continue
+        except (ValueError, OverflowError, TypeError, RecursionError) as e:
+            invalid[key] = Invalid(key, f"can't be read: {e}", entry)
+            continue
         jobs[job.name] = job
-    return jobs
+    return jobs, invalid
+
+
+def _reason(message: str, name: str) -> str:
+    prefix = f"job {name!r}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def load(home: Home) -> Definitions:
@@ -106,12 +140,21 @@ def load(home: Home) -> Definitions:
         if data is None:
             return Definitions({}, MISSING)
         if signature(path) == before:
-            return Definitions(parse(data, path), before)
-    return Definitions(parse(data, path), signature(path))
+            return Definitions(*_parsed(data, path, before))
+    after = signature(path)
+    return Definitions(*_parsed(data, path, after))
 
 
-def dump(jobs: dict[str, Job]) -> bytes:
-    doc = {"version": SCHEMA_VERSION, "jobs": [jobs[n].to_dict() for n in sorted(jobs)]}
+def _parsed(data: bytes, path: str, sig: Signature) -> tuple[dict[str, Job], Signature, dict[str, Invalid]]:
+    jobs, invalid = parse(data, path)
+    return jobs, sig, invalid
+
+
+def dump(jobs: dict[str, Job], invalid: dict[str, Invalid] | None = None) -> bytes:
+    """The bytes of jobs.json: the valid jobs, and every invalid entry exactly as it was read."""
+    entries = [(n, jobs[n].to_dict()) for n in jobs] + [(k, v.entry) for k, v in (invalid or {}).items()]
+    entries.sort(key=lambda item: item[0])
+    doc = {"version": SCHEMA_VERSION, "jobs": [entry for _, entry in entries]}
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 
@@ -124,19 +167,24 @@ def mutate(
     change: Callable[[dict[str, Job]], T],
     after: Callable[[Definitions], None] | None = None,
     timeout: float = STORE_LOCK_TIMEOUT,
+    forget: str | None = None,
 ) -> T:
     """Read-modify-write jobs.json under the store lock.
 
     `change` edits the dict of jobs in place (raising to abort, which writes nothing) and
     returns a result. `after` runs with the saved definitions while the lock is still held.
+    Invalid entries are written back as they were, except `forget`, the name of one to drop.
     """
     home.ensure()
     with store_lock(home).acquire(timeout):
         current = load(home)
         jobs = dict(current.jobs)
+        invalid = {k: v for k, v in current.invalid.items() if k != forget}
+        if forget is not None and forget not in current.invalid and forget not in jobs:
+            raise JobNotFound(f"no job named {forget!r}")
         result = change(jobs)
-        atomic_write(home.jobs, dump(jobs))
-        saved = Definitions(jobs, signature(home.jobs))
+        atomic_write(home.jobs, dump(jobs, invalid))
+        saved = Definitions(jobs, signature(home.jobs), invalid)
         if after is not None:
             after(saved)
     return result

@@ -30,7 +30,8 @@ def _checked(job: Job, now: float) -> Job:
     return job
 
 
-def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str, str] | None = None) -> Any:
+def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str, str] | None = None,
+          forget: str | None = None) -> Any:
     """Apply `change` to the jobs under the store lock, then reconcile state and nudge the daemon.
     With `stops` (job name, why), the job's scheduled runs that are claimed but not yet started
     are cancelled too, still under the lock."""
@@ -42,7 +43,7 @@ def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str,
             if stops is not None:
                 cancel_unstarted(home, state, *stops)
 
-        result = jobstore.mutate(home, change, after)
+        result = jobstore.mutate(home, change, after, forget=forget)
     finally:
         state.close()
     nudge_daemon(home)
@@ -79,6 +80,7 @@ def add_job(home: Home, job: Job) -> Job:
 def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
     """Change fields of a job. A new schedule or zone re-anchors interval schedules at now."""
     now = time.time()
+    jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
 
     def change(jobs: dict[str, Job]) -> Job:
         old = _get(jobs, name)
@@ -104,11 +106,16 @@ def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
     return _edit(home, change)
 
 
-def remove_job(home: Home, name: str) -> Job:
+def remove_job(home: Home, name: str) -> Job | None:
+    """Remove a job, or an invalid entry of jobs.json by its name."""
+    if name in jobstore.load(home).invalid:
+        return _edit(home, lambda jobs: None, (name, "job removed"), forget=name)
     return _edit(home, lambda jobs: jobs.pop(name) if name in jobs else _get(jobs, name), (name, "job removed"))
 
 
 def set_enabled(home: Home, name: str, enabled: bool) -> Job:
+    jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
+
     def change(jobs: dict[str, Job]) -> Job:
         jobs[name] = _get(jobs, name).evolve(enabled=enabled)
         return jobs[name]
@@ -173,7 +180,8 @@ class JobView:
         return "enabled" if self.job.enabled else "paused"
 
 
-def job_views(home: Home, names: list[str] | None = None) -> list[JobView]:
+def job_views(home: Home, names: list[str] | None = None) -> list[JobView | jobstore.Invalid]:
+    """The jobs with where they stand, and the invalid entries of jobs.json with why, by name."""
     defs = jobstore.load(home)
     rows: dict[str, SchedRow] = {}
     last: dict[str, tuple[str | None, float | None]] = {}
@@ -190,7 +198,10 @@ def job_views(home: Home, names: list[str] | None = None) -> list[JobView]:
             state.close()
     now = time.time()
     out = []
-    for name in names if names is not None else sorted(defs.jobs):
+    for name in names if names is not None else sorted(defs.jobs.keys() | defs.invalid.keys()):
+        if name in defs.invalid and name not in defs.jobs:
+            out.append(defs.invalid[name])
+            continue
         job = defs.get(name)
         row = rows.get(name)
         if row is not None and row.fingerprint == job.fingerprint:
@@ -328,7 +339,7 @@ def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
         open_runs = state.open_runs()
         for run in open_runs:
             _stop_run(home, state, run.id, reason)
-        grace = max((r.job_spec.kill_grace for r in open_runs if r.spec), default=0.0)
+        grace = max((spec.kill_grace for r in open_runs if (spec := r.job_spec) is not None), default=0.0)
         deadline = time.monotonic() + (timeout if timeout is not None else grace + 10.0)
         while time.monotonic() < deadline:
             collect_results(home, state)

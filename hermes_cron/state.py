@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .errors import LockBusy, StoreError, file_system_error
+from .errors import InvalidInput, LockBusy, StoreError, file_system_error
 from .fsutil import check_private_file, open_private
 from .jobs import Job
 from .paths import Home
@@ -118,8 +118,15 @@ class Run:
     spec: str | None
 
     @property
-    def job_spec(self) -> Job:
-        return Job.from_dict(json.loads(self.spec or "{}"))
+    def job_spec(self) -> Job | None:
+        """The job as it was when this run was claimed; None if the run has no copy, or one that
+        is not valid any more (a newer release's limits)."""
+        if not self.spec:
+            return None
+        try:
+            return Job.from_dict(json.loads(self.spec))
+        except (InvalidInput, ValueError, RecursionError):
+            return None
 
     @property
     def replaced_ids(self) -> tuple[int, ...]:

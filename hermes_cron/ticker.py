@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import faults, jobstore
-from .errors import StoreError
+from .errors import InvalidInput, StoreError
 from .jobs import Job
 from .jobstore import Definitions
 from .locks import FileLock
@@ -47,6 +47,8 @@ class TickReport:
     synced: bool = False
     wall: float = 0.0  # the clock when the tick ran (`now` may be a little ahead of it)
     phases: dict[str, float] = field(default_factory=dict)  # seconds since the lock was taken
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (job, why): entries newly seen invalid
+    broken: list[tuple[str, str]] = field(default_factory=list)  # (job, why): jobs whose times can't be computed
 
 
 def initial_next_run(job: Job, now: float) -> float | None:
@@ -72,6 +74,8 @@ class Scheduler:
         self._reconciled: Definitions | None = None
         self._diff: set[str] = set()  # changed_jobs(_reconciled, _diff_for), worked out ahead
         self._diff_for: Definitions | None = None
+        self._invalid_seen: dict[str, str] = {}  # name -> reason, as last reported
+        self._invalid_for: Definitions | None = None
 
     @property
     def definitions(self) -> Definitions:
@@ -102,11 +106,13 @@ class Scheduler:
             wall = time.time()
             now = wall if now is None else now
             report = TickReport(now, wall=wall)
+            if self._invalid_for is not defs:
+                report.invalid = self._newly_invalid(defs)
             phase = report.phases
             with self.state.transaction():
                 phase["begin"] = time.monotonic() - t0
                 faults.hit("tick.locked")
-                report.synced = self._sync(now)
+                report.synced = self._sync(now, report)
                 phase["sync"] = time.monotonic() - t0
                 in_flight = None
                 if only_requests is None:
@@ -141,12 +147,23 @@ class Scheduler:
         for name, _ in self.state.due(now):
             job = defs.jobs.get(name)
             if job is not None:
-                job.compiled  # noqa: B018
-                job.spec_json  # noqa: B018
+                try:
+                    job.compiled  # noqa: B018
+                    job.spec_json  # noqa: B018
+                except (InvalidInput, ValueError, OverflowError):
+                    pass  # _decide meets it again under the lock, and sets the job aside
+
+    def _newly_invalid(self, defs: Definitions) -> list[tuple[str, str]]:
+        """The invalid entries of jobs.json not reported yet, or whose reason changed: each is
+        logged once per change, not once per tick."""
+        self._invalid_for = defs
+        fresh = [(name, v.reason) for name, v in defs.invalid.items() if self._invalid_seen.get(name) != v.reason]
+        self._invalid_seen = {name: v.reason for name, v in defs.invalid.items()}
+        return fresh
 
     # steps ------------------------------------------------------------------------------
 
-    def _sync(self, now: float) -> bool:
+    def _sync(self, now: float, report: TickReport) -> bool:
         """Reconcile schedule rows with jobs.json if it changed since the last reconcile. When
         the rows reflect the version this scheduler reconciled last, only the jobs that differ
         between the two versions are touched (one hand edit in 10,000 jobs touches one row)."""
@@ -156,7 +173,7 @@ class Scheduler:
             only = None
             if previous is not None and stored == previous.sig.text():
                 only = self._diff if self._diff_for is defs else changed_jobs(previous, defs)
-            reconcile(self.state, defs, now, self.boot_id, only)
+            report.broken += reconcile(self.state, defs, now, self.boot_id, only)
         self._reconciled = defs
         return stored != defs.sig.text()
 
@@ -176,8 +193,16 @@ class Scheduler:
     def _decide(self, name: str, first: float, now: float, in_flight: dict[str, list[int]],
                 report: TickReport, batch: _Batch) -> None:
         job = self._job(name)
-        d: Decision = decide(job.compiled, first, now, job.misfire_grace, job.overlap,
-                             tuple(in_flight.get(name, ())))
+        try:
+            d: Decision = decide(job.compiled, first, now, job.misfire_grace, job.overlap,
+                                 tuple(in_flight.get(name, ())))
+            job.spec_json  # noqa: B018
+        except (InvalidInput, ValueError, OverflowError) as e:
+            # One job whose times can't be computed never stops the others: it is set aside
+            # (no next run) until its definition changes, and reported once.
+            batch.advance(name, None, None, False)
+            report.broken.append((name, f"{type(e).__name__}: {e}"))
+            return
         wall = report.wall
         if d.missed is not None:
             batch.run(None, job=name, trigger="schedule", scheduled=d.missed.newest, state="done", status="missed",
@@ -274,14 +299,17 @@ def changed_jobs(old: Definitions, new: Definitions) -> set[str]:
     return out
 
 
-def reconcile(state: State, defs: Definitions, now: float, boot_id: str, only: set[str] | None = None) -> None:
+def reconcile(state: State, defs: Definitions, now: float, boot_id: str,
+              only: set[str] | None = None) -> list[tuple[str, str]]:
     """Bring the schedule rows in line with the definitions (inside a transaction); with
     `only`, just the rows of those jobs.
 
     A new job, or one whose schedule, zone or anchor changed, starts from its first slot after
     now. A resumed job does too: the time it spent paused is not caught up. @reboot jobs
-    added during a boot first run at the next boot, as in cron.
+    added during a boot first run at the next boot, as in cron. Returns the jobs whose first
+    slot can't be computed, with why: they get no next run, and the others go on.
     """
+    broken: list[tuple[str, str]] = []
     if only is None:
         found = state.query("SELECT job, fingerprint, enabled, done FROM sched")
         names = defs.jobs.keys() | {r[0] for r in found}
@@ -295,6 +323,13 @@ def reconcile(state: State, defs: Definitions, now: float, boot_id: str, only: s
     for name in names:
         job = defs.jobs.get(name)
         row = rows.get(name)
+        if job is not None:
+            try:
+                first = initial_next_run(job, now) if row is None or row[0] != job.fingerprint or \
+                    (job.enabled and not row[2] and not row[1]) else None
+            except (InvalidInput, ValueError, OverflowError) as e:
+                broken.append((name, f"{type(e).__name__}: {e}"))
+                job = None
         if job is None:
             if row is not None:
                 conn.execute("DELETE FROM sched WHERE job = ?", (name,))
@@ -304,21 +339,22 @@ def reconcile(state: State, defs: Definitions, now: float, boot_id: str, only: s
         if row is None:
             conn.execute(
                 "INSERT INTO sched(job, fingerprint, enabled, kind, next_run, done, boot_id) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                (name, job.fingerprint, int(job.enabled), job.kind, initial_next_run(job, now), boot_id),
+                (name, job.fingerprint, int(job.enabled), job.kind, first, boot_id),
             )
         elif row[0] != job.fingerprint:
             conn.execute(
                 "UPDATE sched SET fingerprint = ?, enabled = ?, kind = ?, next_run = ?, done = 0, "
                 "boot_id = COALESCE(boot_id, ?) WHERE job = ?",
-                (job.fingerprint, int(job.enabled), job.kind, initial_next_run(job, now), boot_id, name),
+                (job.fingerprint, int(job.enabled), job.kind, first, boot_id, name),
             )
         else:
             if job.enabled and not row[2]:
-                conn.execute("UPDATE sched SET enabled = 1, next_run = ? WHERE job = ?",
-                             (initial_next_run(job, now), name))
+                conn.execute("UPDATE sched SET enabled = 1, next_run = ? WHERE job = ?", (first, name))
             else:
                 conn.execute("UPDATE sched SET enabled = ? WHERE job = ?", (int(job.enabled), name))
     state.set_meta("defs_sig", defs.sig.text())
+    state.set_meta("invalid_jobs", json.dumps({n: v.reason for n, v in defs.invalid.items()}))
+    return broken
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

@@ -18,7 +18,7 @@ FIELD_5000 = "9" * 5000
 CASES: list[tuple[tuple[str, ...], int, str]] = [
     # add: numbers out of range
     (("add", "x", "-s", "@daily", "--keep-runs", BIG, "--", "true"), 2, "--keep-runs"),
-    (("add", "x", "-s", "@daily", "--keep-runs", "0", "--", "true"), 2, "1<=x<=10000"),
+    (("add", "x", "-s", "@daily", "--keep-runs", "0", "--", "true"), 2, "1<=x<=1000000"),
     (("add", "x", "-s", "@daily", "--keep-runs", "-1", "--", "true"), 2, "--keep-runs"),
     (("add", "x", "-s", "@daily", "--keep-runs", "lots", "--", "true"), 2, "--keep-runs"),
     (("add", "x", "-s", "@daily", "--keep-runs", "５", "--", "true"), 2, "--keep-runs"),

@@ -30,7 +30,10 @@ class User:
         self.name = name
         self.dir = os.path.join(base, name)
         os.mkdir(self.dir, 0o700)
-        subprocess.run(["useradd", "-M", "-d", self.dir, "-s", "/bin/sh", name], check=True, capture_output=True)
+        # A uid far from the ones other tests give their users (the systemd tests make uid 1001).
+        uid = next(u for u in range(40000 + os.getpid() % 10000, 60000) if not _uid_taken(u))
+        subprocess.run(["useradd", "-M", "-u", str(uid), "-d", self.dir, "-s", "/bin/sh", name], check=True,
+                       capture_output=True)
         entry = pwd.getpwnam(name)
         self.uid, self.gid = entry.pw_uid, entry.pw_gid
         os.chown(self.dir, self.uid, self.gid)
@@ -45,6 +48,14 @@ class User:
     def remove(self) -> None:
         subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True)
         subprocess.run(["userdel", self.name], capture_output=True)
+
+
+def _uid_taken(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
 
 
 @pytest.fixture(scope="session")
