@@ -254,13 +254,18 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
 def _jobs_file_fault(home: Home, reconciled_sig: str | None) -> str | None:
     """What is wrong with jobs.json, if anything: read only when it changed since it was last
     reconciled (status must stay fast)."""
-    from .jobstore import parse, signature
+    try:
+        st = os.stat(home.jobs)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"can't read {home.jobs}: {e.strerror}"
+    if reconciled_sig == f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}":  # as jobstore.signature writes it
+        return None
+    from .fsutil import read_private
+    from .jobstore import parse
 
     try:
-        if reconciled_sig is not None and signature(home.jobs).text() == reconciled_sig:
-            return None
-        from .fsutil import read_private
-
         data = read_private(home.jobs)
         if data is not None:
             parse(data, home.jobs)
