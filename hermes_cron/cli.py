@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import HermesCronError, InvalidInput
+from .options import Count, Seconds
 
 
 class Context:
@@ -55,29 +56,6 @@ def _ctx() -> Context:
     root = ctx.find_root()
     home = (ctx.obj or {}).get("home") or (root.obj or {}).get("home")
     return Context(home, root.ensure_object(dict))
-
-
-class Seconds(click.FloatRange):
-    """A number of seconds within a range; nan and inf are no numbers of seconds."""
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        import math
-
-        if isinstance(value, str) and not value.isascii():
-            self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return rv
-
-
-class Count(click.IntRange):
-    """A whole number within a range, in ASCII digits (int() would take '５')."""
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        if isinstance(value, str) and not value.isascii():
-            self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
-        return super().convert(value, param, ctx)
 
 
 def _emit_json(data: Any) -> None:

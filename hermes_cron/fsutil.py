@@ -126,21 +126,26 @@ def open_private(dir_fd: int, name: str, flags: int, owner: int | None = None) -
         raise
 
 
-def read_at(dir_fd: int, name: str, limit: int = SMALL_FILE) -> bytes | None:
+def read_at(dir_fd: int, name: str, limit: int | None = SMALL_FILE, check=None, where: str | None = None) -> bytes | None:
     """The bytes of regular file `name` in `dir_fd` (at most `limit`), None if it doesn't exist.
-    A symlink, a FIFO or a device is never read: it raises UnsafeHome."""
+    A symlink, a FIFO or a device is never read: it raises UnsafeHome. `check(stat, where)` may
+    refuse the file on its metadata."""
+    where = where or name
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UnsafeHome(f"{name} is a symbolic link; refusing to follow it") from None
+            raise UnsafeHome(f"{where} is a symbolic link; refusing to follow it") from None
         raise
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnsafeHome(f"{name} is not a regular file")
-        chunks, left = [], limit
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeHome(f"{where} is not a regular file")
+        if check is not None:
+            check(st, where)
+        chunks, left = [], limit if limit is not None else st.st_size + (1 << 30)
         while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
             chunks.append(chunk)
             left -= len(chunk)
@@ -251,28 +256,13 @@ def read_private(path: str) -> bytes | None:
     except OSError as e:
         raise file_system_error(e, f"can't read {path}") from None
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
-    except FileNotFoundError:
-        return None
+        return read_at(dfd, name, None, check_private_file, path)
+    except UnsafeHome as e:
+        raise StoreError(str(e)) from None
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise StoreError(f"{path} is a symbolic link; refusing to follow it") from None
         raise file_system_error(e, f"can't read {path}") from None
     finally:
         os.close(dfd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise StoreError(f"{path} is not a regular file")
-        check_private_file(st, path)
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as e:
-        raise file_system_error(e, f"can't read {path}") from None
-    finally:
-        os.close(fd)
 
 
 def fs_fault(path: str) -> str | None:

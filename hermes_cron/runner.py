@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from . import faults
 from .errors import HomeError, UnsafeHome
-from .fsutil import open_dir, open_private, read_at, write_at
+from .fsutil import open_dir, open_private, read_small, write_at
 from .jobs import Job
 from .procinfo import ProcId, start_ticks
 
@@ -89,16 +89,7 @@ class RunFiles:
 
     def read(self, name: str) -> bytes | None:
         """The bytes of one of the run's files; None if missing or unsafe."""
-        try:
-            dfd = self.open()
-        except (OSError, HomeError):
-            return None
-        try:
-            return read_at(dfd, name)
-        except (OSError, HomeError):
-            return None
-        finally:
-            os.close(dfd)
+        return read_small(os.path.join(self.folder, name), RUN_DEPTH)
 
     def read_json(self, name: str) -> dict | None:
         raw = self.read(name)

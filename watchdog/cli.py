@@ -6,52 +6,28 @@ import sys
 
 import click
 
+from hermes_cron.options import Count, Seconds
+
 from . import __version__
-
-
-def _seconds(lo: float, hi: float) -> click.FloatRange:
-    """Seconds within a range; nan and inf refused (a FloatRange lets nan through)."""
-
-    class Seconds(click.FloatRange):
-        def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
-            import math
-
-            if isinstance(value, str) and not value.isascii():
-                self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
-            rv = super().convert(value, param, ctx)
-            if not math.isfinite(rv):
-                self.fail(f"{value!r} is not a finite number", param, ctx)
-            return rv
-
-    return Seconds(lo, hi)
-
-
-class _Count(click.IntRange):
-    """A whole number within a range, in ASCII digits (int() would take '５')."""
-
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
-        if isinstance(value, str) and not value.isascii():
-            self.fail(f"{value!r} is not a number in ASCII digits", param, ctx)
-        return super().convert(value, param, ctx)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", metavar="PATH", help="HERMES_HOME (default: $HERMES_HOME, else ~/.hermes).")
-@click.option("--stale-after", type=_seconds(0.1, 86400), metavar="SECONDS",
+@click.option("--stale-after", type=Seconds(0.1, 86400), metavar="SECONDS",
               help="Heartbeat unmoved this long counts as a hang (default: 2 x its interval).")
-@click.option("--check-every", type=_seconds(0.05, 3600), metavar="SECONDS",
+@click.option("--check-every", type=Seconds(0.05, 3600), metavar="SECONDS",
               help="Seconds between checks (default: a quarter of the threshold, 0.2 s to 30 s).")
 @click.option("--systemd-unit", "unit", metavar="UNIT", help="Restart with systemctl restart UNIT.")
 @click.option("--user", is_flag=True, help="With --systemd-unit: the user's systemd (systemctl --user).")
-@click.option("--kill-timeout", default=10.0, show_default=True, type=_seconds(0, 3600),
+@click.option("--kill-timeout", default=10.0, show_default=True, type=Seconds(0, 3600),
               help="Seconds between SIGTERM and SIGKILL of a hung daemon.")
-@click.option("--burst", default=5, show_default=True, type=_Count(1, 1000),
+@click.option("--burst", default=5, show_default=True, type=Count(1, 1000),
               help="At most this many restarts ...")
-@click.option("--window", default=1800.0, show_default=True, type=_seconds(1, 7 * 86400),
+@click.option("--window", default=1800.0, show_default=True, type=Seconds(1, 7 * 86400),
               help="... within this many seconds, then give up until healthy or the window passes.")
-@click.option("--backoff", default=2.0, show_default=True, type=_seconds(0, 86400),
+@click.option("--backoff", default=2.0, show_default=True, type=Seconds(0, 86400),
               help="Wait after a restart before another; doubles with each restart in the window.")
-@click.option("--backoff-max", default=300.0, show_default=True, type=_seconds(0, 86400))
+@click.option("--backoff-max", default=300.0, show_default=True, type=Seconds(0, 86400))
 @click.option("--once", is_flag=True, help="Check once and exit: 0 healthy, 1 gone, 2 hung, 3 failing, 4 starting.")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), default="auto")
 @click.option("--log-file", type=click.Path(dir_okay=False))
