@@ -85,27 +85,12 @@ class CronSpec:
         object.__setattr__(self, "_dom_set", frozenset(self.doms))
         object.__setattr__(self, "_dow_set", frozenset(self.dows))
 
-    @property
-    def resolution(self) -> timedelta:
-        return timedelta(seconds=1) if self.has_seconds else timedelta(minutes=1)
-
     def day_matches(self, year: int, month: int, day: int) -> bool:
         dom_ok = day in self._dom_set
         dow_ok = (calendar.weekday(year, month, day) + 1) % 7 in self._dow_set
         if self.dom_star or self.dow_star:
             return dom_ok and dow_ok
         return dom_ok or dow_ok
-
-    def matches(self, wall: datetime) -> bool:
-        """Whether a naive wall-clock time matches every field."""
-        return (
-            wall.microsecond == 0
-            and wall.second in self.seconds
-            and wall.minute in self.minutes
-            and wall.hour in self.hours
-            and wall.month in self.months
-            and self.day_matches(wall.year, wall.month, wall.day)
-        )
 
     def next_wall(self, start: datetime, before: datetime) -> datetime | None:
         """The first naive wall time >= `start` (rounded up to the resolution) that matches,

@@ -14,7 +14,7 @@ import selectors
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, faults
@@ -67,7 +67,6 @@ class _Flags:
     reopen: bool = False
     wake: bool = False
     child: bool = False
-    pending: list[int] = field(default_factory=list)
 
 
 class Daemon:

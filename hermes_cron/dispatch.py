@@ -36,10 +36,8 @@ class Watched:
     run_id: int
     job: str
     kill_grace: float
-    keep: int
     reaper: ProcId | None = None
     orphan: ProcId | None = None  # a job whose supervisor is gone: we enforce its timeout
-    child: bool = False
     pidfd: int | None = None
     timeout_at: float | None = None
     kill_at: float | None = None
@@ -135,8 +133,7 @@ class Dispatcher:
         if not self.detach:
             self._children[pid] = [c.run_id for c in claims]
             for c in claims:
-                self.watched[c.run_id] = Watched(c.run_id, c.job.name, c.job.kill_grace, c.job.keep_runs,
-                                                 reaper=reaper, child=True)
+                self.watched[c.run_id] = Watched(c.run_id, c.job.name, c.job.kill_grace, reaper=reaper)
         return [(c, reaper, at) for c in claims]
 
     @property
@@ -434,8 +431,7 @@ class Dispatcher:
 
     def _watch_reaper(self, run: Run, reaper: ProcId, job_def: Job | None) -> None:
         fd = self._open_pidfd(reaper.pid)
-        w = Watched(run.id, run.job, job_def.kill_grace if job_def else 10.0,
-                    job_def.keep_runs if job_def else 50, reaper=reaper, pidfd=fd)
+        w = Watched(run.id, run.job, job_def.kill_grace if job_def else 10.0, reaper=reaper, pidfd=fd)
         self.watched[run.id] = w
         if fd is not None:
             self._fds[fd] = run.id
@@ -450,8 +446,8 @@ class Dispatcher:
         timeout_at = None
         if job_def is not None and job_def.timeout:
             timeout_at = job.started_at() + job_def.timeout
-        w = Watched(run.id, run.job, job_def.kill_grace if job_def else 10.0,
-                    job_def.keep_runs if job_def else 50, orphan=job, pidfd=fd, timeout_at=timeout_at)
+        w = Watched(run.id, run.job, job_def.kill_grace if job_def else 10.0, orphan=job, pidfd=fd,
+                    timeout_at=timeout_at)
         self.watched[run.id] = w
         if fd is not None:
             self._fds[fd] = run.id

@@ -25,10 +25,6 @@ class FileLock:
         self.owner = owner  # root locking in a user's home: a new lock file is given to them
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self, timeout: float) -> FileLock:
         """Take the lock, waiting at most `timeout` seconds (0: don't wait)."""
         if self._fd is not None:
@@ -78,9 +74,6 @@ class FileLock:
         assert self._fd is not None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, text.encode(), 0)
-
-    def fileno(self) -> int | None:
-        return self._fd
 
     def __enter__(self) -> FileLock:
         return self

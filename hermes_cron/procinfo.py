@@ -80,12 +80,6 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
-def state(pid: int) -> str | None:
-    """The one-letter state (R, S, D, T stopped, Z zombie...), None if there is no such pid."""
-    fields = _stat_fields(pid)
-    return fields[0] if fields else None
-
-
 def cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:

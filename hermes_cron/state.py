@@ -24,7 +24,6 @@ from .jobs import Job
 from .paths import Home
 
 SCHEMA_VERSION = 1
-OPEN_STATES = ("claimed", "running")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -410,10 +409,10 @@ class State:
         last = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()[0]
         return int(last) - len(rows) + 1
 
-    def update_run(self, run_id: int, only_if_open: bool = True, **values: Any) -> bool:
+    def update_run(self, run_id: int, **values: Any) -> bool:
+        """Update a run that is not done yet; False if it is (or is gone)."""
         sets = ", ".join(f"{k} = ?" for k in values)
-        where = "id = ? AND state != 'done'" if only_if_open else "id = ?"
-        cur = self.conn.execute(f"UPDATE runs SET {sets} WHERE {where}", (*values.values(), run_id))
+        cur = self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ? AND state != 'done'", (*values.values(), run_id))
         return cur.rowcount > 0
 
     def _runs(self, where: str, params: tuple = (), tail: str = "") -> list[Run]:

@@ -42,9 +42,7 @@ class TickReport:
     claims: list[Claim] = field(default_factory=list)
     skipped: list[tuple[str, float, int]] = field(default_factory=list)
     missed: list[tuple[str, int, bool, float, float]] = field(default_factory=list)
-    requests: list[tuple[int, int | None, str | None]] = field(default_factory=list)
     lock_held: float = 0.0
-    synced: bool = False
     wall: float = 0.0  # the clock when the tick ran (`now` may be a little ahead of it)
     phases: dict[str, float] = field(default_factory=dict)  # seconds since the lock was taken
     invalid: list[tuple[str, str]] = field(default_factory=list)  # (job, why): entries newly seen invalid
@@ -112,7 +110,7 @@ class Scheduler:
             with self.state.transaction():
                 phase["begin"] = time.monotonic() - t0
                 faults.hit("tick.locked")
-                report.synced = self._sync(now, report)
+                self._sync(now, report)
                 phase["sync"] = time.monotonic() - t0
                 in_flight = None
                 if only_requests is None:
@@ -163,7 +161,7 @@ class Scheduler:
 
     # steps ------------------------------------------------------------------------------
 
-    def _sync(self, now: float, report: TickReport) -> bool:
+    def _sync(self, now: float, report: TickReport) -> None:
         """Reconcile schedule rows with jobs.json if it changed since the last reconcile. When
         the rows reflect the version this scheduler reconciled last, only the jobs that differ
         between the two versions are touched (one hand edit in 10,000 jobs touches one row)."""
@@ -175,7 +173,6 @@ class Scheduler:
                 only = self._diff if self._diff_for is defs else changed_jobs(previous, defs)
             report.broken += reconcile(self.state, defs, now, self.boot_id, only)
         self._reconciled = defs
-        return stored != defs.sig.text()
 
     def _job(self, name: str) -> Job:
         assert self._defs is not None  # loaded by tick() before it takes the lock
@@ -246,7 +243,6 @@ class Scheduler:
         job = self._defs.jobs.get(name)
         if job is None:
             self.state.answer_request(request_id, None, f"no job named {name!r}")
-            report.requests.append((request_id, None, f"no job named {name!r}"))
             return
         running = tuple(in_flight.get(name, ()))
         if running and job.overlap == "skip":
@@ -260,7 +256,6 @@ class Scheduler:
             replaces = running if job.overlap == "replace" else ()
             run_id = self._claim(job, now, now, "manual", replaces, report, in_flight=in_flight)
         self.state.answer_request(request_id, run_id, None)
-        report.requests.append((request_id, run_id, None))
 
 
 class _Batch:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -42,9 +41,6 @@ class System:
 
     def wall(self) -> float:
         return time.time()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(max(0.0, seconds))
 
     def boot_id(self) -> str:
         return boot_id()
