@@ -20,7 +20,7 @@ from .paths import Home
 from .procinfo import ProcId
 from .errors import HermesCronError
 from .fsutil import remove_tree
-from .runner import RUN_DEPTH, Launch, RunFiles, Spare, Target
+from .runner import CRASH_FILE, RUN_DEPTH, Launch, RunFiles, Spare, Target
 from .state import Run, State
 from .ticker import Claim
 from .zones_lite import utc_iso
@@ -269,12 +269,19 @@ class Dispatcher:
         token = files.read_token()
         ours = w is not None and w.reaper is not None and token is not None \
             and token.get("reaper_pid") == w.reaper.pid
+        crashed = None
+        crash = files.read(CRASH_FILE)
+        if crash is not None:
+            text = crash.decode(errors="replace")
+            self.log.error("supervisor.crashed", job=run.job, run_id=run.id, traceback=text)
+            last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
+            crashed = f"its supervisor crashed ({last[:300]}); the exit status is unknown"
         if token is None:
             unsafe = files.unsafe()
             if unsafe is not None:
                 self.log.error("run.unsafe_folder", job=run.job, run_id=run.id, error=unsafe)
             self.finish(run, "interrupted", reason=f"not started: {unsafe}" if unsafe else
-                        "its supervisor exited before it could start the job")
+                        crashed or "its supervisor exited before it could start the job")
             return
         if not ours:
             return  # another process holds the start token: recover() settles it
@@ -282,7 +289,7 @@ class Dispatcher:
         if job is not None and job.alive():
             self._watch_orphan(run, job)
             return
-        self.finish(run, "interrupted", reason="its supervisor ended without recording the outcome; "
+        self.finish(run, "interrupted", reason=crashed or "its supervisor ended without recording the outcome; "
                     "the exit status is unknown")
 
     def _unwatch(self, run_id: int) -> None:

@@ -324,8 +324,29 @@ def _child(launches: list[Launch] | None, assignment_fd: int | None, notify_fd: 
         code = _Supervisor(launches, stop, wake_r, notify_fd).run()
     except BaseException:  # the child must never return into the caller's code, whatever happens
         code = 70
+        _report_crash(launches)
     finally:
         os._exit(code)
+
+
+CRASH_FILE = "crash.txt"
+
+
+def _report_crash(launches: list[Launch] | None) -> None:
+    """A supervisor that crashed leaves its traceback in the folder of each of its runs (whoever
+    records them logs it and gives the reason), and on its stderr."""
+    import traceback
+
+    text = traceback.format_exc()
+    try:
+        os.write(2, f"hermes-cron supervisor {os.getpid()} crashed:\n{text}".encode())
+    except OSError:
+        pass
+    for launch in launches or ():
+        try:
+            launch.files.write(CRASH_FILE, text.encode())
+        except (OSError, HomeError):
+            pass
 
 
 def _prepare(keep: set[int]) -> tuple[_StopFlag, int]:

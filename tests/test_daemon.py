@@ -244,3 +244,16 @@ def test_a_wall_clock_step_back_does_not_stop_the_ticks(home, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_a_supervisor_crash_is_logged_with_its_traceback_and_recorded_on_the_run(cli, home, daemons):
+    add(cli, "job", "every 1h", "true")
+    d = daemons(faults="supervisor.start=raise")
+    d.wait_started()
+    cli("trigger", "job", check=True)
+    crashed = d.wait_event("supervisor.crashed", 10)[0]
+    assert crashed["job"] == "job" and "Traceback" in crashed["traceback"]
+    assert "RuntimeError: injected fault at supervisor.start" in crashed["traceback"]
+    run = wait_for(lambda: [r for r in runs(home, "job") if r.state == "done"], 10, what="the run recorded")[0]
+    assert run.status == "interrupted" and "supervisor crashed (RuntimeError: injected fault" in run.reason
+    assert not d.events("tick.failed") and d.proc.poll() is None
