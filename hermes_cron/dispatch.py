@@ -21,6 +21,7 @@ from .procinfo import ProcId
 from .errors import HermesCronError
 from .fsutil import remove_tree
 from .runner import CRASH_FILE, RUN_DEPTH, Launch, RunFiles, Spare, Target
+from .settle import Action, Facts, Token, read_token, settle
 from .state import Run, State
 from .ticker import Claim
 from .zones_lite import utc_iso
@@ -359,17 +360,9 @@ class Dispatcher:
     def recover(self, now: float) -> None:
         """Settle runs in flight that nobody alive answers for, and record finished results."""
         queued = {c.run_id for c in self.queue}
-        wall = time.time()
         for run in self.collect():
-            if run.id in self.watched or run.id in queued:
-                continue
-            if run.state == "claimed" and run.scheduled is not None and run.scheduled > wall:
-                continue  # claimed just ahead of its slot: its supervisor waits for the slot
-            files = self.files(run.job, run.id)
-            owner = _proc(run.owner_pid, run.owner_start)
-            if owner is not None and owner != self.owner and owner.alive():
-                continue
-            self._adopt(run, files, now)
+            if run.id not in self.watched and run.id not in queued:
+                self._adopt(run, self.files(run.job, run.id), now)
 
     def _take_over(self, run: Run) -> bool:
         """Make this process the run's owner, unless another process got there first."""
@@ -381,54 +374,63 @@ class Dispatcher:
             )
             return cur.rowcount > 0
 
+    def facts(self, run: Run, files: RunFiles, now: float) -> Facts:
+        """What is durably known about a run in flight: its record, its token, its processes."""
+        token, detail = read_token(files.read_token(), files.has("start"))
+        handed = _proc(run.reaper_pid, run.reaper_start)
+        in_token = files.read_reaper() if token is Token.SUPERVISOR else None
+        job = files.read_job_pid() if token is Token.SUPERVISOR else None
+        owner = _proc(run.owner_pid, run.owner_start)
+        spec = run.job_spec
+        return Facts(
+            state=run.state, token=token, token_detail=detail, scheduled=run.scheduled,
+            claimed_at=run.claimed_at, misfire_grace=spec.misfire_grace if spec is not None else None,
+            handed_supervisor_alive=handed is not None and handed.alive(),
+            token_supervisor_alive=in_token is not None and in_token.alive(),
+            job_alive=job is not None and job.alive(),
+            owned_by_other_live_process=owner is not None and owner != self.owner and owner.alive(),
+            now=now, owner_pid=run.owner_pid, handed_supervisor_pid=run.reaper_pid)
+
     def _adopt(self, run: Run, files: RunFiles, now: float) -> None:
-        token = files.read_token()
-        job_def = run.job_spec
-        if token is None and run.state == "claimed" and job_def is not None:
-            late = now - (run.scheduled if run.scheduled is not None else run.claimed_at)
-            if late <= job_def.misfire_grace:
-                if self._take_over(run):
-                    self.log.warning("job.adopted", job=run.job, run_id=run.id, action="start",
-                                     previous_owner=run.owner_pid, late_s=round(late, 3))
-                    self.queue.append(Claim(run.id, job_def, run.scheduled, run.trigger, run.replaced_ids))
-                    self.start_queued()
-                return
-            if files.take_token({"abandoned_by": self.owner.pid}):
-                self.finish(run, "interrupted", reason=(
-                    f"claimed by pid {run.owner_pid}, which died before starting it; "
-                    f"{late:.0f} s late is past the misfire grace, so it was not started"))
+        """Carry out what settle() decides for a run nobody alive answers for."""
+        decision = settle(self.facts(run, files, now))
+        action = decision.action
+        if action is Action.LEAVE:
             return
-        if token is None and run.state == "running":
-            # Handed to a supervisor that had not started it yet: it waits for the slot (the
-            # daemon claims ahead), or it died first. A live one is watched; a dead one can't
-            # start it any more, and taking the start token makes sure before it is recorded.
-            reaper = _proc(run.reaper_pid, run.reaper_start)
-            if reaper is not None and reaper.alive():
-                if self._take_over(run):
-                    self._watch_reaper(run, reaper, job_def)
-                return
-            if files.take_token({"abandoned_by": self.owner.pid}):
-                self.finish(run, "interrupted", reason=f"its supervisor (pid {run.reaper_pid}) ended "
-                            "before starting it")
-                return
-            token = files.read_token()  # the supervisor took it a moment ago
-        if token is None or "reaper_pid" not in token:
-            if token is not None or run.state != "claimed":
-                self.finish(run, "interrupted", reason=_token_reason(token, run))
+        if action is Action.START:
+            job_def = run.job_spec
+            if job_def is not None and self._take_over(run):
+                self.log.warning("job.adopted", job=run.job, run_id=run.id, action="start",
+                                 previous_owner=run.owner_pid, late_s=round(float(decision.reason), 3))
+                self.queue.append(Claim(run.id, job_def, run.scheduled, run.trigger, run.replaced_ids))
+                self.start_queued()
             return
-        reaper = files.read_reaper()
-        if reaper is not None and reaper.alive():
-            if self._take_over(run):
-                self._watch_reaper(run, reaper, job_def)
+        if action in (Action.ABANDON, Action.CANCEL):
+            try:
+                taken = files.take_token({"abandoned_by": self.owner.pid})
+            except (OSError, HermesCronError) as e:  # its folder can't be used (a symlink, say)
+                self.finish(run, "interrupted", reason=f"{decision.reason}; its folder can't be used: {e}")
+                return
+            if taken:
+                self.finish(run, "interrupted", reason=decision.reason)
+            elif action is Action.CANCEL:  # the supervisor took the token a moment ago: settle again
+                self._adopt(run, files, now)
             return
-        job = files.read_job_pid()
-        if job is not None and job.alive():
-            if self._take_over(run):
+        if action is Action.WATCH_SUPERVISOR:
+            supervisor = files.read_reaper() or _proc(run.reaper_pid, run.reaper_start)
+            if supervisor is not None and self._take_over(run):
+                self._watch_reaper(run, supervisor, run.job_spec)
+            return
+        if action is Action.WATCH_JOB:
+            job = files.read_job_pid()
+            if job is not None and self._take_over(run):
                 self._watch_orphan(run, job)
             return
-        if files.read_result() is None:
-            self.finish(run, "interrupted", reason=f"its supervisor (pid {reaper.pid if reaper else '?'}) "
-                        "ended without recording the outcome; the exit status is unknown")
+        result = files.read_result()  # Action.INTERRUPT, unless the result came meanwhile
+        if result is not None:
+            self.record(run, result)
+        else:
+            self.finish(run, "interrupted", reason=decision.reason)
 
     def _open_pidfd(self, pid: int) -> int | None:
         try:
@@ -488,16 +490,6 @@ def _proc(pid: Any, start: Any) -> ProcId | None:
     if pid is None or start is None:
         return None
     return ProcId(int(pid), int(start))
-
-
-def _token_reason(token: dict | None, run: Run) -> str:
-    if token and "abandoned_by" in token:
-        return f"abandoned by pid {token['abandoned_by']}: claimed but never started"
-    if token and "cancelled" in token:
-        return f"{token['cancelled']} before it started"
-    if token and "cancelled_by_run" in token:
-        return f"replaced by run {token['cancelled_by_run']} before it started"
-    return "marked running, but its supervisor left no trace; the exit status is unknown"
 
 
 def _killpg(pgid: int, sig: int) -> None:
