@@ -38,6 +38,7 @@ from .fsutil import open_dir, open_private, read_small, write_at
 from .jobs import Job
 from .procinfo import ProcId, start_ticks
 
+MAX_POLL_MS = 2**31 - 1
 DRAIN_AFTER_EXIT = 1.0  # how long to wait for output from leftover children once the job exited
 MARKER = b"\n[... hermes-cron: %d bytes omitted ...]\n"
 
@@ -588,7 +589,8 @@ class _Supervisor:
             waits = [d - now + 0.001 for r in self.active.values() for d in r.deadlines()]
             if self.pending:  # wake just before the slot; _start_due sleeps the last stretch exactly
                 waits.append((self.pending[0].launch.start_at or 0.0) - time.time() - 0.0015)
-            wait_ms = None if not waits else max(0, math.ceil(min(waits) * 1000))
+            # poll() takes at most 2**31-1 ms (24.8 days): a longer timeout is waited in steps
+            wait_ms = None if not waits else min(max(0, math.ceil(min(waits) * 1000)), MAX_POLL_MS)
             for fd, _ in self.poller.poll(wait_ms):
                 self._on_event(fd)
         return 0

@@ -245,3 +245,11 @@ def test_a_read_only_home_is_named_as_such(small_disk, cli, home):
         assert "Traceback" not in r.stderr, (args, r.stderr)
         if args != ["stop"]:
             assert r.returncode != 0 and "read-only" in one_line(r), (args, r.stderr)
+
+
+def test_a_timeout_longer_than_poll_can_wait_still_runs_the_job(cli, home):
+    """poll() takes at most 2**31-1 ms (24.8 days); a 366-day timeout must not crash the supervisor."""
+    cli("add", "long", "-s", "@yearly", "--timeout", "366d", "--kill-grace", "1d", "--", "true", check=True)
+    r = cli("trigger", "long", "--wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert history(cli, "long")[0]["status"] == "succeeded"
