@@ -70,8 +70,8 @@ class Job:
         if self.cwd is not None and not self.cwd.startswith("/"):
             raise InvalidInput(f"job {self.name!r}: working directory {self.cwd!r} must be an absolute path")
         for key, value in self.env:
-            if not ENV_KEY_RE.match(key) or "\0" in value:
-                raise InvalidInput(f"job {self.name!r}: {key}={value!r} is not a valid environment variable")
+            if not ENV_KEY_RE.fullmatch(key) or "\0" in value:
+                raise InvalidInput(f"job {self.name!r}: {key!r}={value!r} is not a valid environment variable")
         if not isinstance(self.output_cap, int) or not OUTPUT_CAP[0] <= self.output_cap <= OUTPUT_CAP[1]:
             raise InvalidInput(f"job {self.name!r}: output cap {self.output_cap!r} is out of range: "
                                f"{OUTPUT_CAP[0]} bytes (1K) to {OUTPUT_CAP[1]} bytes (1G)")

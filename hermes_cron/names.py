@@ -11,7 +11,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def check_name(name: str) -> str:
     """Refuse names that are empty, too long, or could steer a path (`/`, `..`, leading `.`)."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name or name.startswith("."):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name or name.startswith("."):
         raise InvalidInput(
             f"job name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
             "not starting with '.' and without '..'"

@@ -86,6 +86,8 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
     (("add", "", "-s", "@daily", "--", "true"), 2, "not allowed"),
     (("add", "a" * 65, "-s", "@daily", "--", "true"), 2, "not allowed"),
     (("add", ".hidden", "-s", "@daily", "--", "true"), 2, "not allowed"),
+    (("add", "bad\n", "-s", "@daily", "--", "true"), 2, "not allowed"),
+    (("add", "x", "-s", "@daily", "--env", "KEY\n=x", "--", "true"), 2, "environment variable"),
     (("add", "good", "-s", "@daily", "--", "true"), 4, "already exists"),
     (("add", "x", "-s", "@daily"), 2, "COMMAND"),
     (("add", "x", "--", "true"), 2, "--schedule"),
