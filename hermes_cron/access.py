@@ -13,25 +13,16 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from typing import Callable
 
 from .errors import DamagedHome, HomeError, StoreError, UnsafeHome
+from .fsutil import refuse_if_open_to_others
 
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 # The names in cron/ that are ours: none of them may be a symlink or belong to someone else.
 OUR_NAMES = ("jobs.json", "state.db", "state.db-wal", "state.db-shm", ".jobs.lock", ".tick.lock",
              ".daemon.lock", ".ticker_heartbeat", "hermes-cron.pid", ".stopped", "runs", "daemon.log",
              "daemon.stderr", ".watchdog.json", ".watchdog.lock")
-
-
-@dataclass(frozen=True)
-class Acting:
-    """Who this process acts as on the home."""
-
-    uid: int
-    home_owner: int | None  # None: the home doesn't exist yet
-    became_user: bool  # root that became the home's owner
 
 
 def home_owner(root: str) -> tuple[int, int] | None:
@@ -60,10 +51,11 @@ def home_owner(root: str) -> tuple[int, int] | None:
     return st.st_uid, st.st_gid
 
 
-def settle(root: str, preload: Callable[[], None] | None = None) -> Acting:
+def settle(root: str, preload: Callable[[], None] | None = None) -> bool:
     """Decide who this process acts as on the home at `root`, become that user if we are root
-    and the home is someone else's, then check the home's folders. Raises HomeError (with a
-    one-line message) for a home that is unsafe or damaged."""
+    and the home is someone else's, then check the home's folders. Returns whether root became
+    the home's owner. Raises HomeError (with a one-line message) for a home that is unsafe or
+    damaged."""
     owner = home_owner(root)
     euid = os.geteuid()
     became = False
@@ -74,7 +66,7 @@ def settle(root: str, preload: Callable[[], None] | None = None) -> Acting:
         became = True
     if owner is not None:
         check_home(root, os.geteuid())
-    return Acting(os.geteuid(), owner[0] if owner else None, became)
+    return became
 
 
 def become(uid: int) -> None:
@@ -118,7 +110,7 @@ def check_home(root: str, uid: int) -> None:
         st = os.fstat(fd)
         if st.st_uid not in (uid, 0):
             raise UnsafeHome(f"{root} belongs to uid {st.st_uid}, not to you (uid {uid}); refusing to use it")
-        _not_open_to_others(st, root)
+        refuse_if_open_to_others(st, root)
         cron = _child(fd, "cron", f"{root}/cron", uid)
         if cron is None:
             return
@@ -173,29 +165,18 @@ def _child(fd: int, name: str, path: str, uid: int) -> int | None:
                               f"repair with: sudo hermes-cron --home {os.path.dirname(os.path.dirname(path))} "
                               "repair") from None
         raise UnsafeHome(f"can't open {path}: permission denied") from None
-    _not_open_to_others(os.fstat(child), path)
+    refuse_if_open_to_others(os.fstat(child), path)
     return child
 
 
 def _owned(st: os.stat_result, path: str, uid: int, damaged: list[str]) -> None:
     if st.st_uid == uid:
-        _not_open_to_others(st, path)
+        refuse_if_open_to_others(st, path)
     elif st.st_uid == 0:
         damaged.append(path)
     else:
         raise UnsafeHome(f"{path} belongs to uid {st.st_uid}, but the home is uid {uid}'s; the home's "
                          "folders disagree about their owner, refusing to use it")
-
-
-def _not_open_to_others(st: os.stat_result, path: str) -> None:
-    mode = stat.S_IMODE(st.st_mode)
-    if not mode & 0o022 or stat.S_ISLNK(st.st_mode):
-        return
-    if stat.S_ISDIR(st.st_mode):
-        raise UnsafeHome(f"{path} is writable by group or others (mode {mode:04o}), so they could swap "
-                         f"files in it; refusing to use it. Fix it with: chmod go-w {path}")
-    raise StoreError(f"{path} is writable by group or others (mode {mode:04o}), which would let them choose "
-                     f"what runs; refusing to use it. Fix it with: chmod 600 {path}")
 
 
 def repair(root: str) -> list[str]:

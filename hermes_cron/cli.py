@@ -37,8 +37,9 @@ class Context:
         return Home(root)
 
     @property
-    def acting(self):  # -> access.Acting | None
-        return self._store.get("acting")
+    def became_user(self) -> bool:
+        """Whether root became the home's owner to act on it (settled by `home`)."""
+        return bool(self._store.get("acting"))
 
 
 def _home_option(f):
@@ -501,7 +502,7 @@ def _start(run_args: list[str]) -> None:
 
     ctx = _ctx()
     home = ctx.home
-    proc, already = start_daemon(home, run_args, as_user=bool(ctx.acting and ctx.acting.became_user))
+    proc, already = start_daemon(home, run_args, as_user=ctx.became_user)
     if already:
         click.echo(f"hermes-cron is already running (pid {proc.pid})")
     else:

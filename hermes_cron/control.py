@@ -63,21 +63,14 @@ def daemon_argv(home: Home, run_args: list[str]) -> list[str]:
 def open_stderr_file(home: Home, truncate: bool, owner: int | None = None) -> int:
     """Open cron/daemon.stderr for a daemon's early errors: no symlink followed, no hard link
     or special file written through, private, and given to `owner` (root writing for a user)."""
-    from .errors import UnsafeHome
     from .fsutil import open_dir, open_private
 
     dfd = open_dir(home.cron, 1, owner=owner)
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | (os.O_TRUNC if truncate else os.O_APPEND)
-        fd = open_private(dfd, "daemon.stderr", flags, owner)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
+        return open_private(dfd, "daemon.stderr", flags, owner)
     finally:
         os.close(dfd)
-    st = os.fstat(fd)
-    if st.st_nlink != 1:
-        os.close(fd)
-        raise UnsafeHome(f"{home.cron}/daemon.stderr has {st.st_nlink} hard links; refusing to write it")
-    os.set_blocking(fd, True)
-    return fd
 
 
 def _check_readable_install() -> None:
@@ -254,18 +247,14 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
 def _jobs_file_fault(home: Home, reconciled_sig: str | None) -> str | None:
     """What is wrong with jobs.json, if anything: read only when it changed since it was last
     reconciled (status must stay fast)."""
-    try:
-        st = os.stat(home.jobs)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return f"can't read {home.jobs}: {e.strerror}"
-    if reconciled_sig == f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}":  # as jobstore.signature writes it
-        return None
-    from .fsutil import read_private
-    from .jobstore import parse
+    from .fsutil import MISSING, read_private, signature
 
     try:
+        sig = signature(home.jobs)
+        if sig == MISSING or sig.text() == reconciled_sig:
+            return None
+        from .jobstore import parse
+
         data = read_private(home.jobs)
         if data is not None:
             parse(data, home.jobs)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import dataclass
 
-from .errors import FileSystemError, HomeError, StoreError, UnsafeHome, file_system_error
+from .errors import HomeError, StoreError, UnsafeHome, file_system_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW_DIR = _DIR_FLAGS | os.O_NOFOLLOW
@@ -49,27 +50,30 @@ def open_dir(path: str, ours: int, create: bool = False, owner: int | None = Non
 
 def _open_child_dir(fd: int, name: str, where: str, create: bool) -> int:
     try:
-        return os.open(name, _NOFOLLOW_DIR, dir_fd=fd)
+        return _open_folder_of_ours(fd, name, where)
     except FileNotFoundError:
         if not create:
             raise
-    except (NotADirectoryError, OSError) as e:
-        if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
-            raise UnsafeHome(_not_a_folder(fd, name, where)) from None
-        raise
     try:
         os.mkdir(name, 0o700, dir_fd=fd)
     except FileExistsError:
         pass
-    try:
-        nfd = os.open(name, _NOFOLLOW_DIR, dir_fd=fd)
-    except (NotADirectoryError, OSError) as e:
-        if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
-            raise UnsafeHome(_not_a_folder(fd, name, where)) from None
-        raise
+    nfd = _open_folder_of_ours(fd, name, where)
     if stat.S_IMODE(os.fstat(nfd).st_mode) != 0o700:
         os.fchmod(nfd, 0o700)  # the umask may have taken bits away, or (umask 000) added none
     return nfd
+
+
+def _open_folder_of_ours(fd: int, name: str, where: str) -> int:
+    """Open folder `name` in `fd` without following a symlink; UnsafeHome if it isn't a folder."""
+    try:
+        return os.open(name, _NOFOLLOW_DIR, dir_fd=fd)
+    except NotADirectoryError:
+        raise UnsafeHome(_not_a_folder(fd, name, where)) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeHome(_not_a_folder(fd, name, where)) from None
+        raise
 
 
 def _not_a_folder(fd: int, name: str, where: str) -> str:
@@ -85,10 +89,20 @@ def _not_a_folder(fd: int, name: str, where: str) -> str:
 def _check_dir(st: os.stat_result, where: str, owner: int) -> None:
     if st.st_uid != owner:
         raise UnsafeHome(f"{where} belongs to uid {st.st_uid}, not to uid {owner}; refusing to use it")
+    refuse_if_open_to_others(st, where)
+
+
+def refuse_if_open_to_others(st: os.stat_result, path: str) -> None:
+    """A folder or store file that group or others can write is refused, as cron refuses such
+    crontabs: they could swap files in the folder, or choose what runs."""
     mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o022:
-        raise UnsafeHome(f"{where} is writable by group or others (mode {mode:04o}), so they could swap "
-                         f"files in it; refusing to use it. Fix it with: chmod go-w {where}")
+    if not mode & 0o022 or stat.S_ISLNK(st.st_mode):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise UnsafeHome(f"{path} is writable by group or others (mode {mode:04o}), so they could swap "
+                         f"files in it; refusing to use it. Fix it with: chmod go-w {path}")
+    raise StoreError(f"{path} is writable by group or others (mode {mode:04o}), which would let them choose "
+                     f"what runs; refusing to use it. Fix it with: chmod 600 {path}")
 
 
 def ensure_private_dir(path: str, ours: int = 1) -> None:
@@ -96,8 +110,6 @@ def ensure_private_dir(path: str, ours: int = 1) -> None:
     HomeError if that fails."""
     try:
         os.close(open_dir(path, ours, create=True))
-    except HomeError:
-        raise
     except OSError as e:
         raise file_system_error(e, f"can't create {path}") from None
 
@@ -114,7 +126,7 @@ def open_private(dir_fd: int, name: str, flags: int, owner: int | None = None) -
         if not flags & os.O_NONBLOCK:
             os.set_blocking(fd, True)
         if flags & os.O_CREAT:
-            if owner is not None and st.st_nlink != 1:
+            if st.st_nlink != 1:  # never write through a hard link to a file elsewhere
                 raise UnsafeHome(f"{name} has {st.st_nlink} hard links; refusing to write it")
             if stat.S_IMODE(st.st_mode) != 0o600:
                 os.fchmod(fd, 0o600)
@@ -234,12 +246,7 @@ def remove_tree(folder: str, name: str, ours: int) -> None:
 
 def check_private_file(st: os.stat_result, path: str) -> None:
     """Refuse a store file that others could write, as cron refuses such crontabs."""
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o022:
-        raise StoreError(
-            f"{path} is writable by group or others (mode {mode:04o}), which would let them choose "
-            f"what runs; refusing to use it. Fix it with: chmod 600 {path}"
-        )
+    refuse_if_open_to_others(st, path)
     uid = os.geteuid()
     if st.st_uid != uid:
         raise StoreError(f"{path} belongs to uid {st.st_uid}, not to uid {uid}; refusing to use it")
@@ -265,6 +272,31 @@ def read_private(path: str) -> bytes | None:
         os.close(dfd)
 
 
+@dataclass(frozen=True)
+class Signature:
+    """Identifies one version of a file on disk (jobs.json); any write, atomic or by hand, changes it."""
+
+    ino: int
+    mtime_ns: int
+    size: int
+
+    def text(self) -> str:
+        return f"{self.ino}:{self.mtime_ns}:{self.size}"
+
+
+MISSING = Signature(0, 0, 0)
+
+
+def signature(path: str) -> Signature:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return MISSING
+    except OSError as e:
+        raise StoreError(f"can't read {path}: {e.strerror}") from None
+    return Signature(st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def fs_fault(path: str) -> str | None:
     """Why writes under `path`'s folder would fail, if the file system says so: read-only, full."""
     try:
@@ -277,6 +309,3 @@ def fs_fault(path: str) -> str | None:
         return "the disk is full (ENOSPC)"
     return None
 
-
-__all__ = ["FileSystemError", "atomic_write", "write_at", "read_at", "read_small", "open_dir", "open_private",
-           "remove_tree", "ensure_private_dir", "check_private_file", "read_private", "fs_fault"]

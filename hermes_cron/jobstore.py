@@ -8,12 +8,11 @@ a message naming the file and the fault.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 from .errors import InvalidInput, JobNotFound, StoreError
-from .fsutil import atomic_write, read_private
+from .fsutil import MISSING, Signature, atomic_write, read_private, signature
 from .jobs import Job
 from .locks import FileLock
 from .paths import Home
@@ -22,31 +21,6 @@ SCHEMA_VERSION = 1
 STORE_LOCK_TIMEOUT = 10.0
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Signature:
-    """Identifies one version of jobs.json on disk; any write (atomic or by hand) changes it."""
-
-    ino: int
-    mtime_ns: int
-    size: int
-
-    def text(self) -> str:
-        return f"{self.ino}:{self.mtime_ns}:{self.size}"
-
-
-MISSING = Signature(0, 0, 0)
-
-
-def signature(path: str) -> Signature:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return MISSING
-    except OSError as e:
-        raise StoreError(f"can't read {path}: {e.strerror}") from None
-    return Signature(st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 @dataclass(frozen=True)
