@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # `from hermes_cron import tick` works without making every command import the daemon code.
     if name == "tick":
-        from .api import tick
+        from hermes_cron.app.api import tick
 
         return tick
     raise AttributeError(name)

@@ -13,9 +13,9 @@ import shutil
 import tempfile
 import time
 
-from hermes_cron.fsutil import open_private
-from hermes_cron.paths import Home
-from hermes_cron.runner import RunFiles
+from hermes_cron.contract.files import open_private
+from hermes_cron.contract.paths import Home
+from hermes_cron.engine.runner import RunFiles
 
 
 def main() -> None:

@@ -84,11 +84,11 @@ def fire_latency(firings: int) -> dict:
 def lock_hold(job_counts: list[int]) -> dict:
     """Lock held by one tick at a minute boundary with N hashed-hourly jobs (about N/60 due), by an
     idle tick, and by the first tick after jobs.json changed (a reconcile)."""
-    from hermes_cron.logs import Silent
-    from hermes_cron.paths import Home
-    from hermes_cron.procinfo import ProcId, boot_id
-    from hermes_cron.state import State
-    from hermes_cron.ticker import Scheduler
+    from hermes_cron.contract.logs import Silent
+    from hermes_cron.contract.paths import Home
+    from hermes_cron.contract.procinfo import ProcId, boot_id
+    from hermes_cron.store.sqlite import State
+    from hermes_cron.engine.ticker import Scheduler
 
     results = {}
     for n in job_counts:
@@ -122,7 +122,7 @@ def lock_hold(job_counts: list[int]) -> dict:
 
 def _hand_edit(home) -> None:
     """Change one job's schedule in jobs.json without reconciling (as an editor would)."""
-    from hermes_cron import jobstore
+    from hermes_cron.store import jobstore
 
     jobstore.mutate(home, lambda jobs: jobs.update(
         {"job-000000": jobs["job-000000"].evolve(schedule="*/7 * * * *")}))

@@ -94,10 +94,10 @@ def cli(home: str, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 def write_jobs(home: str, jobs: list[dict[str, Any]]) -> None:
     """Write many jobs at once through the library (one store write, one reconcile)."""
-    from hermes_cron import jobstore
-    from hermes_cron.jobs import Job
-    from hermes_cron.paths import Home
-    from hermes_cron.state import State
+    from hermes_cron.store import jobstore
+    from hermes_cron.logic.jobs import Job
+    from hermes_cron.contract.paths import Home
+    from hermes_cron.store.sqlite import State
 
     h = Home(home)
     now = time.time()
@@ -114,8 +114,8 @@ def write_jobs(home: str, jobs: list[dict[str, Any]]) -> None:
 
 
 def _reconcile(state, defs, now) -> None:
-    from hermes_cron.procinfo import boot_id
-    from hermes_cron.ticker import reconcile
+    from hermes_cron.contract.procinfo import boot_id
+    from hermes_cron.engine.ticker import reconcile
 
     with state.transaction():
         reconcile(state, defs, now, boot_id())

@@ -177,7 +177,7 @@ class Chaos:
         code = ("import sys, time, random\n"
                 "from hermes_cron import tick\n"
                 "from hermes_cron.errors import HermesCronError\n"
-                "from hermes_cron.logs import Silent\n"
+                "from hermes_cron.contract.logs import Silent\n"
                 f"end = time.time() + {self.seconds}\n"
                 "n = 0\n"
                 "while time.time() < end:\n"
@@ -314,9 +314,9 @@ class Chaos:
             conn.close()
 
     def check(self) -> int:
-        from hermes_cron import jobstore
-        from hermes_cron.paths import Home
-        from hermes_cron.schedule import upcoming
+        from hermes_cron.store import jobstore
+        from hermes_cron.contract.paths import Home
+        from hermes_cron.logic.schedule import upcoming
 
         violations: list[str] = []
         runs = self.runs()

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from hermes_cron.paths import Home
+from hermes_cron.contract.paths import Home
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import sys
 import time
 from typing import Any
 
-from hermes_cron.paths import Home
-from hermes_cron.state import Run, State
+from hermes_cron.contract.paths import Home
+from hermes_cron.store.sqlite import Run, State
 
 from conftest import cli_env, wait_for
 

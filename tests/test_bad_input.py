@@ -153,7 +153,7 @@ WATCHDOG_CASES: list[tuple[tuple[str, ...], int, str]] = [
 def shared_home(tmp_path_factory):
     """One home with a valid job and a run, its state database checkpointed, shared by the cases
     (none of them may change it: that is the point)."""
-    from hermes_cron.paths import Home
+    from hermes_cron.contract.paths import Home
 
     home = Home(str(tmp_path_factory.mktemp("bad-input") / "hermes"))
     env = cli_env(home)

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hermes_cron.cronexpr import parse_cron
+from hermes_cron.logic.cronexpr import parse_cron
 from hermes_cron.errors import InvalidInput
-from hermes_cron.schedule import parse_schedule, upcoming
+from hermes_cron.logic.schedule import parse_schedule, upcoming
 
 
 def fires(expr: str, start: str, n: int, tz: str = "UTC", key: str = "") -> list[str]:

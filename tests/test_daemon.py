@@ -94,7 +94,7 @@ def test_one_shot_lasting_three_seconds_runs_once(cli, home, daemons):
 
 def _tick_loop(root: str, seconds: float) -> None:
     from hermes_cron import tick
-    from hermes_cron.logs import Silent
+    from hermes_cron.contract.logs import Silent
 
     end = time.time() + seconds
     while time.time() < end:
@@ -217,10 +217,10 @@ def test_sighup_reopens_the_log_file(cli, home, daemons):
 
 CLOCK_STEP_SCRIPT = """
 import sys, time
-from hermes_cron.clock import Clock
-from hermes_cron.daemon import Daemon, Settings
-from hermes_cron.logs import configure, get_logger
-from hermes_cron.paths import Home
+from hermes_cron.engine.clock import Clock
+from hermes_cron.engine.daemon import Daemon, Settings
+from hermes_cron.contract.logs import configure, get_logger
+from hermes_cron.contract.paths import Home
 
 class SteppingClock(Clock):
     # the wall clock steps back an hour two seconds in

@@ -21,8 +21,8 @@ import pytest
 
 from hermes_cron.errors import InvalidInput
 
-from hermes_cron.schedule import parse_schedule, upcoming
-from hermes_cron.zones import load_zone, offset_at, timeline
+from hermes_cron.logic.schedule import parse_schedule, upcoming
+from hermes_cron.logic.zones import load_zone, offset_at, timeline
 
 UTC = timezone.utc
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hermes_cron.policy import COUNT_CAP, backlog, decide
-from hermes_cron.schedule import parse_schedule
+from hermes_cron.logic.policy import COUNT_CAP, backlog, decide
+from hermes_cron.logic.schedule import parse_schedule
 
 T0 = 1_800_000_000.0  # a minute boundary: 2027-01-15T08:00:00Z
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import wait_for
 from daemon_harness import kill_leftovers, pid_alive
-from hermes_cron.paths import Home
+from hermes_cron.contract.paths import Home
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root and a real user")]
 

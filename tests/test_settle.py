@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from hermes_cron.settle import Action, Facts, Token, read_token, settle
+from hermes_cron.logic.settle import Action, Facts, Token, read_token, settle
 
 NOW = 1_000_000.0
 

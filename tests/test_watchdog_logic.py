@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from hermes_cron.logs import Silent
-from hermes_cron.procinfo import ProcId
+from hermes_cron.contract.logs import Silent
+from hermes_cron.contract.procinfo import ProcId
 from hermes_cron_watchdog.core import Watchdog
 from hermes_cron_watchdog.judge import FAILING, GONE, HEALTHY, STALE, STARTING, Judge, Observation
 from hermes_cron_watchdog.restarts import RestartBook

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hermes_cron.options import Count, Seconds
+from hermes_cron.contract.cli_types import Count, Seconds
 
 from . import __version__
 
@@ -44,8 +44,8 @@ def watchdog(home: str | None, stale_after: float | None, check_every: float | N
     this installation's hermes-cron: never a command taken from a file in the home."""
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]  # no TLS here either (see hermes_cron.cli)
     from hermes_cron.errors import HermesCronError
-    from hermes_cron.logs import configure, get_logger
-    from hermes_cron.paths import resolve_home
+    from hermes_cron.contract.logs import configure, get_logger
+    from hermes_cron.contract.paths import resolve_home
 
     from .core import Watchdog
     from .restarts import RestartBook

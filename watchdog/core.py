@@ -9,9 +9,9 @@ import signal
 from typing import Any
 
 from hermes_cron.errors import HermesCronError
-from hermes_cron.fsutil import atomic_write, read_small
-from hermes_cron.locks import FileLock
-from hermes_cron.notify import notify
+from hermes_cron.contract.files import atomic_write, read_small
+from hermes_cron.contract.locks import FileLock
+from hermes_cron.contract.notify import notify
 
 from .judge import FAILING, GONE, HEALTHY, STALE, Judge, Memory, Observation, Verdict
 from .restarts import RestartBook

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cron.contract import failing, stale_threshold
+from hermes_cron.contract.daemon import failing, stale_threshold
 
 HEALTHY, STARTING, STALE, GONE, FAILING = "healthy", "starting", "stale", "gone", "failing"
 SUSPEND_SLACK = 1.0  # boot time ahead of monotonic time by more than this means we slept

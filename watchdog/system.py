@@ -8,12 +8,12 @@ import subprocess
 import time
 from typing import Any
 
-from hermes_cron.access import home_owner
-from hermes_cron.contract import PidInfo, read_heartbeat, read_pidfile, verify
-from hermes_cron.control import daemon_argv, open_stderr_file
-from hermes_cron.fsutil import read_small
-from hermes_cron.paths import Home
-from hermes_cron.procinfo import ProcId, boot_id
+from hermes_cron.contract.access import home_owner
+from hermes_cron.contract.daemon import PidInfo, read_heartbeat, read_pidfile, verify
+from hermes_cron.app.control import daemon_argv, open_stderr_file
+from hermes_cron.contract.files import read_small
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import ProcId, boot_id
 
 # The `run` options a daemon's own pidfile may carry back to its restart, each with a value.
 RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--log-format", "--log-file",

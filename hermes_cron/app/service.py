@@ -10,16 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import jobstore
-from .contract import read_pidfile, verify
-from .errors import InvalidInput, JobExists, JobNotFound
-from .jobs import Job
-from .jobstore import Definitions
-from .paths import Home
-from .procinfo import boot_id
-from .schedule import check_fires
-from .state import SchedRow, State
-from .ticker import initial_next_run, reconcile
+from hermes_cron.store import jobstore
+from hermes_cron.contract.daemon import read_pidfile, verify
+from hermes_cron.errors import InvalidInput, JobExists, JobNotFound
+from hermes_cron.logic.jobs import Job
+from hermes_cron.store.jobstore import Definitions
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import boot_id
+from hermes_cron.logic.schedule import check_fires
+from hermes_cron.store.sqlite import SchedRow, State
+from hermes_cron.engine.ticker import initial_next_run, reconcile
 
 
 def _checked(job: Job, now: float) -> Job:
@@ -129,7 +129,7 @@ def cancel_unstarted(home: Home, state: State, name: str, why: str) -> int:
     without this a pause or a removal made in that moment would not hold for that slot. The run's
     start token decides between this and the supervisor about to start it: whoever creates it
     first wins. Manual runs (`trigger`) are left alone. Returns how many were cancelled."""
-    from .runner import RunFiles
+    from hermes_cron.engine.runner import RunFiles
 
     dispatcher = None
     cancelled = 0
@@ -162,7 +162,7 @@ class JobView:
     running: int
 
     def to_dict(self) -> dict[str, Any]:
-        from .zones_lite import utc_iso
+        from hermes_cron.logic.zones_lite import utc_iso
 
         return {
             **self.job.to_dict(),
@@ -222,9 +222,9 @@ def collect_results(home: Home, state: State) -> None:
 
 def _dispatcher(home: Home, state: State):  # -> dispatch.Dispatcher
     """A dispatcher owned by this (command) process, logging nothing: for recording runs."""
-    from .dispatch import Dispatcher
-    from .logs import Silent
-    from .procinfo import ProcId
+    from hermes_cron.engine.dispatch import Dispatcher
+    from hermes_cron.contract.logs import Silent
+    from hermes_cron.contract.procinfo import ProcId
 
     return Dispatcher(home, state, ProcId.me(), Silent())
 
@@ -257,12 +257,12 @@ def trigger(home: Home, name: str, answer_timeout: float = 10.0) -> tuple[int, b
     this process runs the job itself, in the foreground, and records it.
 
     Returns (run id, whether this process ran it)."""
-    from .control import lookup
-    from .dispatch import Dispatcher
-    from .errors import DaemonError
-    from .logs import Silent
-    from .procinfo import ProcId
-    from .ticker import Scheduler
+    from hermes_cron.app.control import lookup
+    from hermes_cron.engine.dispatch import Dispatcher
+    from hermes_cron.errors import DaemonError
+    from hermes_cron.contract.logs import Silent
+    from hermes_cron.contract.procinfo import ProcId
+    from hermes_cron.engine.ticker import Scheduler
 
     jobstore.load(home).get(name)
     state = State(home)
@@ -318,7 +318,7 @@ def wait_run(home: Home, run_id: int, poll: float = 0.05):  # -> state.Run
 def _stop_run(home: Home, state: State, run_id: int, reason: str) -> None:
     """Stop a run: one not started yet (its supervisor may be waiting for the slot) is
     cancelled through its start token; a started one is asked to stop."""
-    from .runner import RunFiles, request_stop
+    from hermes_cron.engine.runner import RunFiles, request_stop
 
     run = state.run(run_id)
     if run is None or run.state == "done":
@@ -356,7 +356,7 @@ def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
 
 def _run_alive(home: Home, run) -> bool:
     """Whether a run is still going: no result yet, and its supervisor or its job alive."""
-    from .runner import RunFiles
+    from hermes_cron.engine.runner import RunFiles
 
     files = RunFiles(home.run_dir(run.job, run.id))
     if files.read_result() is not None:

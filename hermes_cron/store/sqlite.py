@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .errors import InvalidInput, LockBusy, StoreError, file_system_error
-from .fsutil import check_private_file, open_private
-from .jobs import Job
-from .paths import Home
+from hermes_cron.errors import InvalidInput, LockBusy, StoreError, file_system_error
+from hermes_cron.contract.files import check_private_file, open_private
+from hermes_cron.logic.jobs import Job
+from hermes_cron.contract.paths import Home
 
 SCHEMA_VERSION = 1
 
@@ -138,7 +138,7 @@ class Run:
         return max(0.0, self.ended_at - self.started_at)
 
     def to_dict(self) -> dict[str, Any]:
-        from .zones_lite import utc_iso
+        from hermes_cron.logic.zones_lite import utc_iso
 
         d = {k: getattr(self, k) for k in _RUN_COLUMNS if k not in ("spec", "replaces", "owner_start",
                                                                   "reaper_start", "job_start")}
@@ -169,8 +169,8 @@ _REFUSED = (3, 8, 10, 13, 14, 23)  # PERM, READONLY, IOERR, FULL, CANTOPEN, AUTH
 def _translate(e: sqlite3.Error, path: str, busy_timeout: float) -> Exception:
     """The error to raise for an SQLite error: contention, a refusal of the file system (named:
     disk full, read-only, permission), or a database that is not usable (left as it is)."""
-    from .errors import FileSystemError
-    from .fsutil import fs_fault
+    from hermes_cron.errors import FileSystemError
+    from hermes_cron.contract.files import fs_fault
 
     code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
     text = str(e)
@@ -219,7 +219,7 @@ class State:
     def _check_file(self) -> None:
         """Refuse a state.db that is a symlink, not ours, open to others or empty; create a
         missing one whole (schema included) so that an empty file is never one of ours."""
-        from .fsutil import open_dir
+        from hermes_cron.contract.files import open_dir
 
         folder, name = os.path.split(self.path)
         try:
@@ -243,8 +243,8 @@ class State:
                 raise StoreError(f"{self.path} is empty (0 bytes), so its history is gone or was never "
                                  "there; it is left as it is (move it away to start a new one)")
             if not os.access(self.path, os.R_OK | os.W_OK):
-                from .errors import FileSystemError
-                from .fsutil import fs_fault
+                from hermes_cron.errors import FileSystemError
+                from hermes_cron.contract.files import fs_fault
 
                 raise FileSystemError(f"can't use {self.path}: {fs_fault(self.path) or 'permission denied (EACCES)'}")
         finally:

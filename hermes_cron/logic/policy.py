@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .schedule import IntervalSchedule, Schedule
+from hermes_cron.logic.schedule import IntervalSchedule, Schedule
 
 COUNT_CAP = 10_000  # beyond this many missed slots the count is reported as "at least"
 

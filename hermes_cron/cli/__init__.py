@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .errors import HermesCronError, InvalidInput
-from .options import Count, Seconds
+from hermes_cron import __version__
+from hermes_cron.errors import HermesCronError, InvalidInput
+from hermes_cron.contract.cli_types import Count, Seconds
 
 
 class Context:
@@ -27,11 +27,11 @@ class Context:
     def home(self):  # -> paths.Home
         """The home, once this process has settled who it acts as on it (see access.py): root on
         another user's home becomes that user here, before any file in it is read."""
-        from .paths import Home, resolve_home
+        from hermes_cron.contract.paths import Home, resolve_home
 
         root = resolve_home(self._home_opt)
         if "acting" not in self._store:
-            from .access import settle
+            from hermes_cron.contract.access import settle
 
             self._store["acting"] = settle(root, preload=_preload)
         return Home(root)
@@ -76,11 +76,11 @@ def _preload() -> None:
     import importlib
     import pkgutil
 
-    from . import __path__ as package_path
+    import hermes_cron
 
-    for module in pkgutil.iter_modules(package_path):
-        if module.name != "__main__":
-            importlib.import_module(f"{__package__}.{module.name}")
+    for module in pkgutil.walk_packages(hermes_cron.__path__, "hermes_cron."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
     for name in ("json", "pwd", "re", "shlex", "selectors", "shutil", "socket", "sqlite3",
                  "subprocess", "zoneinfo", "resource", "select", "signal", "errno", "fcntl"):
         importlib.import_module(name)
@@ -104,7 +104,7 @@ def _parse_size(text: str) -> int:
     """A size as people type it (1048576, 512K, 1M), within the output cap's range."""
     import re
 
-    from .jobs import OUTPUT_CAP
+    from hermes_cron.logic.jobs import OUTPUT_CAP
 
     m = re.fullmatch(r"\s*([0-9]{1,30})\s*([kmg]i?b?|b)?\s*", text.lower())
     if not m:
@@ -153,7 +153,7 @@ def _edit_options(f):
 
 
 def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
-    from .durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, parse_duration
+    from hermes_cron.logic.durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, parse_duration
 
     out: dict[str, Any] = {}
     if opts.get("schedule") is not None:
@@ -184,9 +184,9 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
 @_home_option
 def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
     """Add a job: hermes-cron add NAME --schedule EXPR [options] -- COMMAND [ARG]..."""
-    from .jobs import Job
-    from .service import add_job
-    from .zones import local_zone_name
+    from hermes_cron.logic.jobs import Job
+    from hermes_cron.app.service import add_job
+    from hermes_cron.logic.zones import local_zone_name
 
     fields = _common_fields(opts)
     fields.setdefault("tz", local_zone_name())
@@ -229,7 +229,7 @@ def _warn_if_missing(job) -> None:  # job: jobs.Job
 @_home_option
 def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
     """Change a job: only the options given change; -- COMMAND replaces the command."""
-    from .service import edit_job
+    from hermes_cron.app.service import edit_job
 
     changes = _common_fields(opts)
     if opts.get("no_timeout"):
@@ -263,7 +263,7 @@ def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
 @_home_option
 def remove(name: str) -> None:
     """Remove a job. Its history stays; runs in flight finish and are recorded."""
-    from .service import remove_job
+    from hermes_cron.app.service import remove_job
 
     remove_job(_ctx().home, name)
     click.echo(f"removed {name}")
@@ -274,7 +274,7 @@ def remove(name: str) -> None:
 @_home_option
 def pause(name: str) -> None:
     """Pause a job: it stays defined but doesn't run."""
-    from .service import set_enabled
+    from hermes_cron.app.service import set_enabled
 
     set_enabled(_ctx().home, name, False)
     click.echo(f"paused {name}")
@@ -285,7 +285,7 @@ def pause(name: str) -> None:
 @_home_option
 def resume(name: str) -> None:
     """Resume a paused job from its next slot (paused time is not caught up)."""
-    from .service import set_enabled
+    from hermes_cron.app.service import set_enabled
 
     job = set_enabled(_ctx().home, name, True)
     click.echo(f"resumed {name}, next run {_next_text(job)}")
@@ -294,9 +294,9 @@ def resume(name: str) -> None:
 def _next_text(job) -> str:
     import time
 
-    from .schedule import RebootSchedule
-    from .ticker import initial_next_run
-    from .zones import format_instant, load_zone
+    from hermes_cron.logic.schedule import RebootSchedule
+    from hermes_cron.engine.ticker import initial_next_run
+    from hermes_cron.logic.zones import format_instant, load_zone
 
     if not job.enabled:
         return "none (paused)"
@@ -315,9 +315,9 @@ def _clip(text: str, width: int) -> str:
 @_home_option
 def list_(as_json: bool) -> None:
     """List the jobs with their next run and last status."""
-    from .jobstore import Invalid
-    from .service import job_views
-    from .zones import format_instant, load_zone
+    from hermes_cron.store.jobstore import Invalid
+    from hermes_cron.app.service import job_views
+    from hermes_cron.logic.zones import format_instant, load_zone
 
     views = job_views(_ctx().home)
     if as_json:
@@ -343,10 +343,10 @@ def list_(as_json: bool) -> None:
 @_home_option
 def show(name: str, as_json: bool) -> None:
     """Show one job in full."""
-    from .durations import format_duration
-    from .schedule import upcoming
-    from .service import job_views
-    from .zones import format_instant, load_zone
+    from hermes_cron.logic.durations import format_duration
+    from hermes_cron.logic.schedule import upcoming
+    from hermes_cron.app.service import job_views
+    from hermes_cron.logic.zones import format_instant, load_zone
 
     view = job_views(_ctx().home, [name])[0]
     if as_json:
@@ -391,9 +391,9 @@ def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: st
     """Preview the next fire times of a schedule, with their UTC offsets."""
     import time
 
-    from .schedule import RebootSchedule, check_fires, parse_at, parse_schedule, upcoming
-    from .zones import format_instant, load_zone, local_zone_name
-    from .zones_lite import utc_iso
+    from hermes_cron.logic.schedule import RebootSchedule, check_fires, parse_at, parse_schedule, upcoming
+    from hermes_cron.logic.zones import format_instant, load_zone, local_zone_name
+    from hermes_cron.logic.zones_lite import utc_iso
 
     tz = tz or local_zone_name()
     zone = load_zone(tz)
@@ -416,14 +416,14 @@ def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: st
 @_home_option
 def export(output: str | None) -> None:
     """Print the jobs and where each stands, as JSON (a readable copy of the stores)."""
-    from . import __version__
-    from .service import job_views
+    from hermes_cron import __version__
+    from hermes_cron.app.service import job_views
 
     doc = {"hermes_cron": __version__, "home": _ctx().home.root,
            "jobs": [v.to_dict() for v in job_views(_ctx().home)]}
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output:
-        from .fsutil import atomic_write
+        from hermes_cron.contract.files import atomic_write
 
         atomic_write(os.path.abspath(output), text.encode(), ours=0)
     else:
@@ -453,10 +453,10 @@ def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, 
     # and with it OpenSSL: 4 MB of resident memory for nothing. A None entry makes that
     # optional import fail quietly. Jobs are separate processes and are not affected.
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
-    from .daemon import Daemon, Settings
-    from .logs import configure, get_logger
+    from hermes_cron.engine.daemon import Daemon, Settings
+    from hermes_cron.contract.logs import configure, get_logger
 
-    from .procinfo import cmdline
+    from hermes_cron.contract.procinfo import cmdline
 
     home = _ctx().home  # settles who we act as before the log file is opened
     sink = configure(log_format, log_file, log_level)
@@ -498,7 +498,7 @@ def _run_args(opts: dict[str, Any]) -> list[str]:
 
 
 def _start(run_args: list[str]) -> None:
-    from .control import start as start_daemon
+    from hermes_cron.app.control import start as start_daemon
 
     ctx = _ctx()
     home = ctx.home
@@ -518,8 +518,8 @@ def start(**opts: Any) -> None:
 
 
 def _stop(timeout: float, jobs: bool) -> None:
-    from .control import stop as stop_daemon
-    from .service import stop_runs
+    from hermes_cron.app.control import stop as stop_daemon
+    from hermes_cron.app.service import stop_runs
 
     home = _ctx().home
     found, killed, warning = stop_daemon(home, timeout)
@@ -553,7 +553,7 @@ def stop(timeout: float, jobs: bool) -> None:
 @_home_option
 def restart(timeout: float, **opts: Any) -> None:
     """Stop, then start with the same options (or the ones given here)."""
-    from .control import lookup
+    from hermes_cron.app.control import lookup
 
     run_args = _run_args(opts)
     found = lookup(_ctx().home)
@@ -570,7 +570,7 @@ def restart(timeout: float, **opts: Any) -> None:
 def status(as_json: bool) -> None:
     """Is the daemon running and healthy? Exit 0 healthy, 1 dead with a pidfile, 3 not running,
     150 running but unhealthy."""
-    from .control import status_report
+    from hermes_cron.app.control import status_report
 
     report, code = status_report(_ctx().home)
     if as_json:
@@ -583,7 +583,7 @@ def status(as_json: bool) -> None:
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    from .durations import format_duration
+    from hermes_cron.logic.durations import format_duration
 
     return format_duration(round(seconds)) if seconds >= 1 else f"{seconds:.1f}s"
 
@@ -591,7 +591,7 @@ def _age(seconds: float | None) -> str:
 def _print_status(r: dict[str, Any], code: int) -> None:
     import time
 
-    from .zones_lite import utc_iso
+    from hermes_cron.logic.zones_lite import utc_iso
 
     verdict = {0: "running", 1: "dead (pidfile left behind)", 3: "not running", 150: "running but UNHEALTHY"}[code]
     lines = [("hermes-cron", f"{verdict}" + (f", pid {r['pid']}, up {_age(r['uptime_s'])}" if r["running"] else "")),
@@ -639,7 +639,7 @@ def _print_status(r: dict[str, Any], code: int) -> None:
 @_home_option
 def trigger(name: str, wait: bool) -> None:
     """Run a job now (the overlap policy holds). Asks a running daemon; without one, runs it here."""
-    from .service import run_exit_status, trigger as trigger_job, wait_run
+    from hermes_cron.app.service import run_exit_status, trigger as trigger_job, wait_run
 
     home = _ctx().home
     run_id, here = trigger_job(home, name)
@@ -670,8 +670,8 @@ def _status_text(run) -> str:
 @_home_option
 def history(name: str, limit: int, as_json: bool) -> None:
     """A job's runs, newest first: scheduled time, start, duration, status, exit code or signal."""
-    from .service import history as job_history
-    from .zones_lite import utc_iso
+    from hermes_cron.app.service import history as job_history
+    from hermes_cron.logic.zones_lite import utc_iso
 
     found = job_history(_ctx().home, name, limit)
     if as_json:
@@ -694,8 +694,8 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
     """Print a run's output (stdout and stderr), the latest run by default."""
     import time
 
-    from .runner import RunFiles
-    from .service import run_output
+    from hermes_cron.engine.runner import RunFiles
+    from hermes_cron.app.service import run_output
 
     home = _ctx().home
     run = run_output(home, name, run_id)
@@ -722,8 +722,8 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
 @_home_option
 def repair() -> None:
     """As root: give back to the home's owner the files that root left in its cron/ folder."""
-    from .access import repair as repair_home
-    from .paths import resolve_home
+    from hermes_cron.contract.access import repair as repair_home
+    from hermes_cron.contract.paths import resolve_home
 
     changed = repair_home(resolve_home(_ctx()._home_opt))
     if not changed:
@@ -777,7 +777,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except OSError as e:  # a fault of the file system or the machine: named, never a traceback
-        from .errors import file_system_error
+        from hermes_cron.errors import file_system_error
 
         where = e.filename if e.filename else "a file"
         error = file_system_error(e, f"can't use {where}")

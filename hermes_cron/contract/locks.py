@@ -13,7 +13,7 @@ import fcntl
 import os
 import time
 
-from .errors import LockBusy, LockFailed
+from hermes_cron.errors import LockBusy, LockFailed
 
 
 class FileLock:

@@ -17,18 +17,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, faults
-from .clock import SYSTEM, Clock
-from .contract import remove_pidfile, write_heartbeat, write_pidfile
-from .dispatch import Dispatcher
-from .errors import AlreadyRunning, HermesCronError, LockBusy, LockFailed
-from .locks import FileLock, holder_pid, read_note
-from .notify import notify
-from .paths import Home
-from .procinfo import ProcId, boot_id
-from .state import State
-from .ticker import Scheduler, TickReport
-from .zones_lite import utc_iso
+from hermes_cron import __version__
+
+from hermes_cron import faults
+from hermes_cron.engine.clock import SYSTEM, Clock
+from hermes_cron.contract.daemon import remove_pidfile, write_heartbeat, write_pidfile
+from hermes_cron.engine.dispatch import Dispatcher
+from hermes_cron.errors import AlreadyRunning, HermesCronError, LockBusy, LockFailed
+from hermes_cron.contract.locks import FileLock, holder_pid, read_note
+from hermes_cron.contract.notify import notify
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import ProcId, boot_id
+from hermes_cron.store.sqlite import State
+from hermes_cron.engine.ticker import Scheduler, TickReport
+from hermes_cron.logic.zones_lite import utc_iso
 
 # Wake this long before a due slot: claim it (durably: the commit is fsynced, and a VM's disk
 # now and then takes a few hundred ms for that), hand it to a supervisor, and start it on the

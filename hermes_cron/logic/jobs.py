@@ -8,11 +8,11 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from .durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, check_duration
-from .errors import InvalidInput
-from .names import check_name
-from .schedule import Schedule, parse_schedule
-from .zones_lite import utc_iso
+from hermes_cron.logic.durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, check_duration
+from hermes_cron.errors import InvalidInput
+from hermes_cron.logic.names import check_name
+from hermes_cron.logic.schedule import Schedule, parse_schedule
+from hermes_cron.logic.zones_lite import utc_iso
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OVERLAP_POLICIES = ("skip", "allow", "replace")

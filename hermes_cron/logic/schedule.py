@@ -24,10 +24,10 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from .cronexpr import CronSpec, parse_cron
-from .durations import INTERVAL, parse_duration
-from .errors import InvalidInput
-from .zones import format_instant, instant, load_zone, localize_first, timeline, wall
+from hermes_cron.logic.cronexpr import CronSpec, parse_cron
+from hermes_cron.logic.durations import INTERVAL, parse_duration
+from hermes_cron.errors import InvalidInput
+from hermes_cron.logic.zones import format_instant, instant, load_zone, localize_first, timeline, wall
 
 HORIZON = 10 * 366 * 86400  # a cron expression that doesn't fire within ten years never will
 YEARS = (1970, 2999)  # the years a one-shot or a --from time may name

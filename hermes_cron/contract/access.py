@@ -15,8 +15,8 @@ import os
 import stat
 from typing import Callable
 
-from .errors import DamagedHome, HomeError, StoreError, UnsafeHome
-from .fsutil import refuse_if_open_to_others
+from hermes_cron.errors import DamagedHome, HomeError, StoreError, UnsafeHome
+from hermes_cron.contract.files import refuse_if_open_to_others
 
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 # The names in cron/ that are ours: none of them may be a symlink or belong to someone else.

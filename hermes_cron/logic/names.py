@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidInput
+from hermes_cron.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

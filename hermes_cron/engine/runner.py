@@ -32,11 +32,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from . import faults
-from .errors import HomeError, UnsafeHome
-from .fsutil import open_dir, open_private, read_small, write_at
-from .jobs import Job
-from .procinfo import ProcId, start_ticks
+from hermes_cron import faults
+from hermes_cron.errors import HomeError, UnsafeHome
+from hermes_cron.contract.files import open_dir, open_private, read_small, write_at
+from hermes_cron.logic.jobs import Job
+from hermes_cron.contract.procinfo import ProcId, start_ticks
 
 MAX_POLL_MS = 2**31 - 1
 DRAIN_AFTER_EXIT = 1.0  # how long to wait for output from leftover children once the job exited

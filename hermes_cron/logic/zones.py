@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import InvalidInput
+from hermes_cron.errors import InvalidInput
 
 EPOCH = datetime(1970, 1, 1)
 _STEP = 6 * 3600  # no offset change in the tz database comes closer than this to another

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import file_system_error
-from .fsutil import ensure_private_dir
-from .names import check_name
+from hermes_cron.errors import file_system_error
+from hermes_cron.contract.files import ensure_private_dir
+from hermes_cron.logic.names import check_name
 
 
 def resolve_home(option: str | None = None) -> str:

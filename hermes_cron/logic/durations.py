@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import InvalidInput
+from hermes_cron.errors import InvalidInput
 
 DAY = 86400.0
 MAX_DURATION = 366 * DAY  # the longest timeout, grace or interval: a year and a day

@@ -14,7 +14,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from .errors import HomeError, StoreError, UnsafeHome, file_system_error
+from hermes_cron.errors import HomeError, StoreError, UnsafeHome, file_system_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW_DIR = _DIR_FLAGS | os.O_NOFOLLOW

@@ -14,17 +14,19 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from . import faults, runner
-from .jobs import Job
-from .paths import Home
-from .procinfo import ProcId
-from .errors import HermesCronError
-from .fsutil import remove_tree
-from .runner import CRASH_FILE, RUN_DEPTH, Launch, RunFiles, Spare, Target
-from .settle import Action, Facts, Token, read_token, settle
-from .state import Run, State
-from .ticker import Claim
-from .zones_lite import utc_iso
+from hermes_cron import faults
+
+from hermes_cron.engine import runner
+from hermes_cron.logic.jobs import Job
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.errors import HermesCronError
+from hermes_cron.contract.files import remove_tree
+from hermes_cron.engine.runner import CRASH_FILE, RUN_DEPTH, Launch, RunFiles, Spare, Target
+from hermes_cron.logic.settle import Action, Facts, Token, read_token, settle
+from hermes_cron.store.sqlite import Run, State
+from hermes_cron.engine.ticker import Claim
+from hermes_cron.logic.zones_lite import utc_iso
 
 
 BATCH = 32  # runs per supervisor in a burst: one fork per batch instead of per run

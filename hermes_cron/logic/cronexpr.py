@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .errors import InvalidInput
+from hermes_cron.errors import InvalidInput
 
 MACROS = {
     "@yearly": "0 0 1 1 *",

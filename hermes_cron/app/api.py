@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dispatch import Dispatcher
-from .logs import get_logger
-from .paths import Home, resolve_home
-from .procinfo import ProcId, boot_id
-from .state import State
-from .ticker import Scheduler, TickReport
+from hermes_cron.engine.dispatch import Dispatcher
+from hermes_cron.contract.logs import get_logger
+from hermes_cron.contract.paths import Home, resolve_home
+from hermes_cron.contract.procinfo import ProcId, boot_id
+from hermes_cron.store.sqlite import State
+from hermes_cron.engine.ticker import Scheduler, TickReport
 
 
 def tick(home: str | Home | None = None, now: float | None = None, log: Any = None) -> TickReport:

@@ -9,10 +9,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .contract import PidInfo, read_heartbeat, read_pidfile, stale_threshold, verify
-from .errors import DaemonError, HermesCronError
-from .paths import Home
-from .procinfo import ProcId, cmdline
+from hermes_cron.contract.daemon import PidInfo, read_heartbeat, read_pidfile, stale_threshold, verify
+from hermes_cron.errors import DaemonError, HermesCronError
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import ProcId, cmdline
 
 START_TIMEOUT = 30.0
 
@@ -63,7 +63,7 @@ def daemon_argv(home: Home, run_args: list[str]) -> list[str]:
 def open_stderr_file(home: Home, truncate: bool, owner: int | None = None) -> int:
     """Open cron/daemon.stderr for a daemon's early errors: no symlink followed, no hard link
     or special file written through, private, and given to `owner` (root writing for a user)."""
-    from .fsutil import open_dir, open_private
+    from hermes_cron.contract.files import open_dir, open_private
 
     dfd = open_dir(home.cron, 1, owner=owner)
     try:
@@ -142,7 +142,7 @@ def _terminate(child) -> None:  # a subprocess.Popen
 
 def _last_error(path: str, home: Home) -> str:
     """The daemon's own last error line; without one, what the file system says is wrong."""
-    from .fsutil import fs_fault, read_small
+    from hermes_cron.contract.files import fs_fault, read_small
 
     raw = read_small(path) or b""
     lines = [line.strip() for line in raw.decode(errors="replace").splitlines() if line.strip()]
@@ -164,7 +164,7 @@ def stop(home: Home, timeout: float = 10.0) -> tuple[DaemonLookup, bool, str | N
     try:
         mark_stopped(home)
     except (OSError, HermesCronError) as e:  # stopping matters more than the mark
-        from .errors import file_system_error
+        from hermes_cron.errors import file_system_error
 
         why = file_system_error(e, "can't leave the stop mark") if isinstance(e, OSError) else e
         warning = f"{why}; a watchdog may start the daemon again"
@@ -190,7 +190,7 @@ def mark_stopped(home: Home) -> None:
     The next daemon to start removes it."""
     import json
 
-    from .fsutil import atomic_write
+    from hermes_cron.contract.files import atomic_write
 
     if os.path.isdir(home.cron):
         atomic_write(home.stopped_marker, (json.dumps({"at": time.time(), "pid": os.getpid()}) + "\n").encode(),
@@ -212,7 +212,7 @@ def heartbeat_health(hb: dict | None, now: float) -> dict:
 def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
     """Everything `status` shows, and its LSB exit code: 0 running and healthy, 1 dead but the
     pidfile exists, 3 not running, 150 running but unhealthy (stale heartbeat or failing ticks)."""
-    from . import __version__
+    from hermes_cron import __version__
 
     now = time.time() if now is None else now
     found = lookup(home)
@@ -247,13 +247,13 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
 def _jobs_file_fault(home: Home, reconciled_sig: str | None) -> str | None:
     """What is wrong with jobs.json, if anything: read only when it changed since it was last
     reconciled (status must stay fast)."""
-    from .fsutil import MISSING, read_private, signature
+    from hermes_cron.contract.files import MISSING, read_private, signature
 
     try:
         sig = signature(home.jobs)
         if sig == MISSING or sig.text() == reconciled_sig:
             return None
-        from .jobstore import parse
+        from hermes_cron.store.jobstore import parse
 
         data = read_private(home.jobs)
         if data is not None:
@@ -268,8 +268,8 @@ def _store_facts(home: Home, report: dict, now: float) -> None:
     state.db (no schedule code is loaded: status must start fast)."""
     import sqlite3
 
-    from .fsutil import check_private_file
-    from .zones_lite import utc_iso as iso  # noqa: I001
+    from hermes_cron.contract.files import check_private_file
+    from hermes_cron.logic.zones_lite import utc_iso as iso  # noqa: I001
 
     if not os.path.exists(home.state):
         report["jobs"] = {"enabled": 0, "paused": 0, "completed": 0, "invalid": 0}

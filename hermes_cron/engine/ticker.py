@@ -11,16 +11,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import faults, jobstore
-from .errors import InvalidInput, StoreError
-from .jobs import Job
-from .jobstore import Definitions
-from .locks import FileLock
-from .paths import Home
-from .policy import Decision, decide
-from .procinfo import ProcId
-from .schedule import AtSchedule
-from .state import RUN_INSERT_COLUMNS, State
+from hermes_cron import faults
+
+from hermes_cron.store import jobstore
+from hermes_cron.errors import InvalidInput, StoreError
+from hermes_cron.logic.jobs import Job
+from hermes_cron.store.jobstore import Definitions
+from hermes_cron.contract.locks import FileLock
+from hermes_cron.contract.paths import Home
+from hermes_cron.logic.policy import Decision, decide
+from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.logic.schedule import AtSchedule
+from hermes_cron.store.sqlite import RUN_INSERT_COLUMNS, State
 
 TICK_LOCK_TIMEOUT = 5.0
 

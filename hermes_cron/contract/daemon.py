@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .fsutil import atomic_write, read_small
-from .procinfo import ProcId, boot_id, cmdline
+from hermes_cron.contract.files import atomic_write, read_small
+from hermes_cron.contract.procinfo import ProcId, boot_id, cmdline
 
 HEARTBEAT_VERSION = 1
 STALE_FACTOR = 2.0  # a heartbeat that hasn't moved for this many heartbeat intervals is stale

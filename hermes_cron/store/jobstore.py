@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
-from .errors import InvalidInput, JobNotFound, StoreError
-from .fsutil import MISSING, Signature, atomic_write, read_private, signature
-from .jobs import Job
-from .locks import FileLock
-from .paths import Home
+from hermes_cron.errors import InvalidInput, JobNotFound, StoreError
+from hermes_cron.contract.files import MISSING, Signature, atomic_write, read_private, signature
+from hermes_cron.logic.jobs import Job
+from hermes_cron.contract.locks import FileLock
+from hermes_cron.contract.paths import Home
 
 SCHEMA_VERSION = 1
 STORE_LOCK_TIMEOUT = 10.0
@@ -43,7 +43,7 @@ class Definitions:
     invalid: dict[str, Invalid] = field(default_factory=dict)
 
     def get(self, name: str) -> Job:
-        from .errors import JobNotFound
+        from hermes_cron.errors import JobNotFound
 
         try:
             return self.jobs[name]
