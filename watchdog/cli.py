@@ -7,6 +7,7 @@ import sys
 import click
 
 from hermes_cron.contract.cli_types import Count, Seconds
+from hermes_cron.contract.logs import FORMATS, LEVELS
 
 from . import __version__
 
@@ -29,9 +30,9 @@ from . import __version__
               help="Wait after a restart before another; doubles with each restart in the window.")
 @click.option("--backoff-max", default=300.0, show_default=True, type=Seconds(0, 86400))
 @click.option("--once", is_flag=True, help="Check once and exit: 0 healthy, 1 gone, 2 hung, 3 failing, 4 starting.")
-@click.option("--log-format", type=click.Choice(["auto", "console", "json", "keyvalue"]), default="auto")
+@click.option("--log-format", type=click.Choice(FORMATS), default="auto")
 @click.option("--log-file", type=click.Path(dir_okay=False))
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@click.option("--log-level", type=click.Choice(LEVELS), default="info")
 @click.version_option(__version__, prog_name="hermes-cron-watchdog")
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- RUN-OPTIONS...]")
 def watchdog(home: str | None, stale_after: float | None, check_every: float | None, unit: str | None,

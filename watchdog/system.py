@@ -10,15 +10,10 @@ from typing import Any
 
 from hermes_cron.contract.access import home_owner
 from hermes_cron.contract.daemon import PidInfo, read_heartbeat, read_pidfile, verify
-from hermes_cron.app.control import daemon_argv, open_stderr_file
+from hermes_cron.contract.command import daemon_argv, open_stderr_file, recorded_run_options
 from hermes_cron.contract.files import read_small
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId, boot_id
-
-# The `run` options a daemon's own pidfile may carry back to its restart, each with a value.
-RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--log-format", "--log-file",
-               "--log-level")
-
 
 class System:
     def __init__(self, home: str, run_args: list[str] | None = None):
@@ -82,22 +77,12 @@ class System:
         those, the ones the daemon's own pidfile recorded (only the known `run` options, and only
         when the pidfile is this user's own word); else the defaults."""
         options = self.run_args if self.run_args else self._pidfile_options(info)
-        if "--log-file" not in options:
-            options = [*options, "--log-file", os.path.join(self.cron, "daemon.log")]
         return daemon_argv(Home(self.home), options)
 
     def _pidfile_options(self, info: PidInfo | None) -> list[str]:
-        if info is None or self.file_owner is not None or "run" not in info.argv:
+        if info is None or self.file_owner is not None:
             return []
-        rest = info.argv[info.argv.index("run") + 1:]
-        options: list[str] = []
-        while rest:
-            flag, _, inline = rest[0].partition("=")
-            if flag not in RUN_OPTIONS or (not inline and len(rest) < 2):
-                return []  # not a command line we wrote: take nothing from it
-            options += [flag, inline or rest[1]]
-            rest = rest[1:] if inline else rest[2:]
-        return options
+        return recorded_run_options(info.argv)
 
     def systemctl_restart(self, unit: str, user: bool) -> tuple[int, str]:
         argv = ["systemctl", *(["--user"] if user else []), "restart", unit]

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from hermes_cron.contract.daemon import PidInfo, read_heartbeat, read_pidfile, stale_threshold, verify
+from hermes_cron.contract.command import STDERR_FILE, daemon_argv, open_stderr_file
 from hermes_cron.errors import DaemonError, HermesCronError
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId, cmdline
@@ -55,24 +56,6 @@ def remove_stale_pidfile(home: Home, found: DaemonLookup) -> None:
             pass
 
 
-def daemon_argv(home: Home, run_args: list[str]) -> list[str]:
-    """The one command line that starts a daemon: this installation's Python and package."""
-    return [sys.executable, "-m", "hermes_cron", "--home", home.root, "run", *run_args]
-
-
-def open_stderr_file(home: Home, truncate: bool, owner: int | None = None) -> int:
-    """Open cron/daemon.stderr for a daemon's early errors: no symlink followed, no hard link
-    or special file written through, private, and given to `owner` (root writing for a user)."""
-    from hermes_cron.contract.files import open_dir, open_private
-
-    dfd = open_dir(home.cron, 1, owner=owner)
-    try:
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
-        return open_private(dfd, "daemon.stderr", flags, owner)
-    finally:
-        os.close(dfd)
-
-
 def _check_readable_install() -> None:
     """root acting for a user starts the daemon as that user: its Python must be readable."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,12 +80,10 @@ def start(home: Home, run_args: list[str], timeout: float = START_TIMEOUT,
     home.ensure()
     if as_user:
         _check_readable_install()
-    if "--log-file" not in run_args:
-        run_args = [*run_args, "--log-file", os.path.join(home.cron, "daemon.log")]
     import subprocess
 
     argv = daemon_argv(home, run_args)
-    errors = os.path.join(home.cron, "daemon.stderr")
+    errors = os.path.join(home.cron, STDERR_FILE)
     err = open_stderr_file(home, truncate=True)
     try:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd="/",

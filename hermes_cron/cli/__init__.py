@@ -471,10 +471,6 @@ def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, 
 # ---------------------------------------------------------------------------------------
 # operating the daemon
 
-_RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--log-format", "--log-file",
-                "--log-level")
-
-
 def _daemon_options(f):
     for option in reversed([
         click.option("--tick-interval", type=Seconds(0.1, 3600), help="As for run."),
@@ -489,12 +485,9 @@ def _daemon_options(f):
 
 
 def _run_args(opts: dict[str, Any]) -> list[str]:
-    args: list[str] = []
-    for flag in _RUN_OPTIONS:
-        value = opts.get(flag[2:].replace("-", "_"))
-        if value is not None:
-            args += [flag, os.path.abspath(value) if flag == "--log-file" else str(value)]
-    return args
+    from hermes_cron.contract.command import run_args
+
+    return run_args(opts)
 
 
 def _start(run_args: list[str]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hermes_cron.contract.files import atomic_write, read_small
+from hermes_cron.contract.command import daemon_command
 from hermes_cron.contract.procinfo import ProcId, boot_id, cmdline
 
 HEARTBEAT_VERSION = 1
@@ -108,23 +109,6 @@ def remove_pidfile(path: str, me: ProcId) -> None:
             os.unlink(path)
         except OSError:
             pass
-
-
-def daemon_command(argv: list[str]) -> bool:
-    """Whether `argv` runs the daemon: `PYTHON -m hermes_cron [--home H] run ...` or
-    `[PYTHON] .../hermes-cron [--home H] run ...`, judged by position, never by substring."""
-    rest: list[str]
-    if len(argv) >= 3 and argv[1:3] == ["-m", "hermes_cron"]:
-        rest = argv[3:]
-    elif argv and os.path.basename(argv[0]) == "hermes-cron":
-        rest = argv[1:]
-    elif len(argv) >= 2 and os.path.basename(argv[1]) == "hermes-cron" and "python" in os.path.basename(argv[0]):
-        rest = argv[2:]
-    else:
-        return False
-    while rest and rest[0].startswith("--home"):
-        rest = rest[2:] if rest[0] == "--home" else rest[1:]
-    return bool(rest) and rest[0] == "run"
 
 
 def verify(info: PidInfo | None) -> ProcId | None:

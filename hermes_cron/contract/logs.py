@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import structlog
 
 FORMATS = ("auto", "console", "json", "keyvalue")
+LEVELS = ("debug", "info", "warning", "error")
 
 
 class LogSink:
