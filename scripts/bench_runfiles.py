@@ -15,7 +15,7 @@ import time
 
 from hermes_cron.contract.files import open_private
 from hermes_cron.contract.paths import Home
-from hermes_cron.engine.runner import RunFiles
+from hermes_cron.store.runfiles import RunFiles
 
 
 def main() -> None:

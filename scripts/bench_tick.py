@@ -87,7 +87,7 @@ def lock_hold(job_counts: list[int]) -> dict:
     from hermes_cron.contract.logs import Silent
     from hermes_cron.contract.paths import Home
     from hermes_cron.contract.procinfo import ProcId, boot_id
-    from hermes_cron.store.sqlite import State
+    from hermes_cron.store.sqlite import SqliteStore
     from hermes_cron.engine.ticker import Scheduler
 
     results = {}
@@ -97,7 +97,7 @@ def lock_hold(job_counts: list[int]) -> dict:
             write_jobs(home, [{"name": f"job-{i:06d}", "command": ("true",), "schedule": "H * * * *"}
                               for i in range(n)])
             h = Home(home)
-            state = State(h)
+            state = SqliteStore(h)
             sched = Scheduler(h, state, ProcId.me(), boot_id())
             base = (time.time() // 60 + 1) * 60
             sched.tick(base - 30)  # warm: loads jobs.json once, as a running daemon has

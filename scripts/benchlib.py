@@ -97,7 +97,8 @@ def write_jobs(home: str, jobs: list[dict[str, Any]]) -> None:
     from hermes_cron.store import jobstore
     from hermes_cron.logic.jobs import Job
     from hermes_cron.contract.paths import Home
-    from hermes_cron.store.sqlite import State
+    from hermes_cron.app.jobs import sync_schedule
+    from hermes_cron.store.sqlite import SqliteStore
 
     h = Home(home)
     now = time.time()
@@ -106,19 +107,11 @@ def write_jobs(home: str, jobs: list[dict[str, Any]]) -> None:
     def change(current: dict) -> None:
         current.update({j.name: j for j in built})
 
-    state = State(h)
+    store = SqliteStore(h)
     try:
-        jobstore.mutate(h, change, lambda defs: _reconcile(state, defs, now))
+        jobstore.mutate(h, change, lambda defs: sync_schedule(store, defs, now))
     finally:
-        state.close()
-
-
-def _reconcile(state, defs, now) -> None:
-    from hermes_cron.contract.procinfo import boot_id
-    from hermes_cron.engine.ticker import reconcile
-
-    with state.transaction():
-        reconcile(state, defs, now, boot_id())
+        store.close()
 
 
 class Daemon:

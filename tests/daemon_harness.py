@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from hermes_cron.contract.paths import Home
-from hermes_cron.store.sqlite import Run, State
+from hermes_cron.store.base import RunRecord as Run
+from hermes_cron.store.sqlite import SqliteStore
 
 from conftest import cli_env, wait_for
 
@@ -89,17 +90,15 @@ def read_events(path: str, name: str | None = None, **match: Any) -> list[dict]:
 
 
 def runs(home: Home, job: str | None = None) -> list[Run]:
-    state = State(home)
+    store = SqliteStore(home)
     try:
-        if job is None:
-            return state._runs("1 = 1", (), "ORDER BY id")
-        return list(reversed(state.history(job, 0)))
+        return list(reversed(store.history(job, 0)))
     finally:
-        state.close()
+        store.close()
 
 
 def finished(home: Home, job: str) -> list[Run]:
-    return [r for r in runs(home, job) if r.state == "done" and r.status not in ("skipped", "missed")]
+    return [r for r in runs(home, job) if r.state == "done" and r.outcome not in ("skipped", "missed")]
 
 
 def pid_alive(pid: int) -> bool:
@@ -122,7 +121,8 @@ def kill_leftovers(home: Home) -> None:
                 continue
             try:
                 text = open(os.path.join(dirpath, name)).read()
-                pid = json.loads(text)["reaper_pid"] if name == "start" else int(text.split()[0])
+                token = json.loads(text) if name == "start" else {}
+                pid = token.get("supervisor_pid", token.get("reaper_pid")) if name == "start" else int(text.split()[0])
             except (OSError, ValueError, KeyError, IndexError):
                 continue
             try:

@@ -61,7 +61,7 @@ def test_slow_job_never_delays_ticks_or_other_jobs(cli, home, daemons):
     tick_times = [e["timestamp"] for e in ticks]
     assert len(tick_times) >= 8
     slow = runs(home, "slow")
-    assert any(r.status == "skipped" for r in slow), "the overlapping slot is recorded as skipped"
+    assert any(r.outcome == "skipped" for r in slow), "the overlapping slot is recorded as skipped"
     assert d.stop() == 0
 
 
@@ -86,7 +86,7 @@ def test_one_shot_lasting_three_seconds_runs_once(cli, home, daemons):
     d.wait_event("job.finished", timeout=15, job="once")
     d.wait_event("tick", count=3, counted=True)
     got = runs(home, "once")
-    assert len(got) == 1 and got[0].status == "succeeded"
+    assert len(got) == 1 and got[0].outcome == "succeeded"
     shown = json.loads(cli("show", "once", "--json").stdout)
     assert shown["state"] == "completed" and shown["next_run"] is None
     assert d.stop() == 0
@@ -116,7 +116,7 @@ def test_several_tickers_never_double_dispatch(cli, home, daemons):
     assert d.stop() == 0
     cli("list")  # records results that finished unwatched
     for job in ("a", "b"):
-        got = [r for r in runs(home, job) if r.status not in ("skipped", "missed")]
+        got = [r for r in runs(home, job) if r.outcome not in ("skipped", "missed")]
         slots = [r.scheduled for r in got]
         assert len(slots) == len(set(slots)), f"{job}: a slot ran twice"
         assert len(slots) >= 5
@@ -135,7 +135,7 @@ def test_kill9_mid_run_then_new_daemon_records_the_real_exit_code(cli, home, dae
     d2.wait_event("job.adopted", job="job")
     d2.wait_event("job.finished", job="job", timeout=10)
     run = runs(home, "job")[-1]
-    assert (run.status, run.exit_code) == ("failed", 3)
+    assert (run.outcome, run.exit_code) == ("failed", 3)
     assert d2.stop() == 0
 
 
@@ -145,7 +145,7 @@ def test_sigterm_with_a_job_running_exits_0_fast_and_leaves_the_job(cli, home, d
     d.wait_started()
     cli("trigger", "long", check=True)
     d.wait_event("job.started", job="long")
-    job_pid = wait_for(lambda: runs(home, "long")[-1].reaper_pid, what="supervisor pid")
+    job_pid = wait_for(lambda: runs(home, "long")[-1].supervisor_pid, what="supervisor pid")
     t0 = time.monotonic()
     assert d.stop() == 0
     assert time.monotonic() - t0 < 2
@@ -217,19 +217,19 @@ def test_sighup_reopens_the_log_file(cli, home, daemons):
 
 CLOCK_STEP_SCRIPT = """
 import sys, time
-from hermes_cron.engine.clock import Clock
+from hermes_cron.engine.system import System
 from hermes_cron.engine.daemon import Daemon, Settings
 from hermes_cron.contract.logs import configure, get_logger
 from hermes_cron.contract.paths import Home
 
-class SteppingClock(Clock):
+class SteppingClock(System):
     # the wall clock steps back an hour two seconds in
     start = time.monotonic()
     def time(self):
         return time.time() - (3600 if time.monotonic() - self.start > 2 else 0)
 
 configure("json", sys.argv[2], "info")
-Daemon(Home(sys.argv[1]), Settings(tick_interval=0.5, heartbeat_every=1), get_logger(), clock=SteppingClock()).run()
+Daemon(Home(sys.argv[1]), Settings(tick_interval=0.5, heartbeat_every=1), get_logger(), system=SteppingClock()).run()
 """
 
 
@@ -255,5 +255,5 @@ def test_a_supervisor_crash_is_logged_with_its_traceback_and_recorded_on_the_run
     assert crashed["job"] == "job" and "Traceback" in crashed["traceback"]
     assert "RuntimeError: injected fault at supervisor.start" in crashed["traceback"]
     run = wait_for(lambda: [r for r in runs(home, "job") if r.state == "done"], 10, what="the run recorded")[0]
-    assert run.status == "interrupted" and "supervisor crashed (RuntimeError: injected fault" in run.reason
+    assert run.outcome == "interrupted" and "supervisor crashed (RuntimeError: injected fault" in run.reason
     assert not d.events("tick.failed") and d.proc.poll() is None

@@ -23,7 +23,7 @@ def test_overlap_replace_stops_the_running_one_first(cli, home, daemons):
     d.wait_event("job.finished", job="rep", timeout=15)
     got = runs(home, "rep")
     first = got[0]
-    assert first.status == "interrupted" and "replaced by run" in first.reason
+    assert first.outcome == "interrupted" and "replaced by run" in first.reason
     assert any(r.state != "done" for r in got[1:]), "a new run took its place"
     assert d.stop() == 0
 
@@ -33,7 +33,7 @@ def test_overlap_allow_runs_side_by_side(cli, home, daemons):
     d = daemons()
     wait_for(lambda: len([r for r in runs(home, "par") if r.state == "running"]) >= 2, 10,
              what="two runs at once")
-    assert not [r for r in runs(home, "par") if r.status == "skipped"]
+    assert not [r for r in runs(home, "par") if r.outcome == "skipped"]
     assert d.stop() == 0
 
 
@@ -46,7 +46,7 @@ def test_timeout_terms_then_kills_the_whole_group(cli, home, daemons, tmp_path):
     cli("trigger", "stubborn", check=True)
     d.wait_event("job.finished", job="stubborn", timeout=15)
     run = runs(home, "stubborn")[-1]
-    assert run.status == "timed_out" and run.signal == signal.SIGKILL
+    assert run.outcome == "timed_out" and run.signal == signal.SIGKILL
     assert 1.8 < run.duration < 5
     child = int(child_pid_file.read_text())
     wait_for(lambda: not pid_alive(child), 5, what="the job's child to be killed with its group")
@@ -63,11 +63,11 @@ def test_misfire_after_downtime_runs_newest_once_and_records_the_rest(cli, home,
     time.sleep(5.5)
     d2 = daemons()
     d2.wait_event("job.missed", job="sec")
-    missed = [r for r in runs(home, "sec") if r.status == "missed"]
+    missed = [r for r in runs(home, "sec") if r.outcome == "missed"]
     assert len(missed) == 1 and missed[0].missed_count >= 4, "one record with the count"
-    catchup = [r for r in runs(home, "sec") if r.scheduled and r.scheduled > stopped and r.status != "missed"]
+    catchup = [r for r in runs(home, "sec") if r.scheduled and r.scheduled > stopped and r.outcome != "missed"]
     assert catchup and catchup[0].scheduled <= catchup[0].claimed_at, "never before its time"
-    slots = [r.scheduled for r in runs(home, "sec") if r.status != "missed"]
+    slots = [r.scheduled for r in runs(home, "sec") if r.outcome != "missed"]
     assert len(slots) == len(set(slots))
     assert d2.stop() == 0
 
@@ -89,7 +89,7 @@ def test_reboot_job_runs_once_per_boot(cli, home, daemons):
     d3.wait_event("tick", count=3, counted=True)
     assert d3.stop() == 0
     got = runs(home, "boot")
-    assert len(got) == 1 and got[0].trigger == "reboot" and got[0].status == "succeeded"
+    assert len(got) == 1 and got[0].trigger == "reboot" and got[0].outcome == "succeeded"
 
 
 def test_claimed_but_never_started_is_started_by_the_next_daemon(cli, home, daemons):
@@ -104,7 +104,7 @@ def test_claimed_but_never_started_is_started_by_the_next_daemon(cli, home, daem
     assert adopted["action"] == "start"
     d2.wait_event("job.finished", job="job")
     got = runs(home, "job")
-    assert len(got) == 1 and got[0].status == "succeeded"
+    assert len(got) == 1 and got[0].outcome == "succeeded"
     assert d2.stop() == 0
 
 
@@ -119,7 +119,7 @@ def test_claimed_too_long_ago_is_marked_not_dropped(cli, home, daemons):
     d2 = daemons()
     wait_for(lambda: runs(home, "job")[-1].state == "done", what="the claim to be settled")
     run = runs(home, "job")[-1]
-    assert run.status == "interrupted" and "died before starting it" in run.reason
+    assert run.outcome == "interrupted" and "died before starting it" in run.reason
     assert d2.stop() == 0
 
 
@@ -134,9 +134,9 @@ def test_pause_or_remove_holds_for_a_slot_already_claimed(cli, home, daemons, tm
     claimed = wait_for(lambda: [r for r in runs(home, "job") if r.state == "claimed"], 10, what="a claim")[0]
     r = cli(command, "job")
     assert r.returncode == 0, r.stderr
-    d.wait_event("job.started", run_id=claimed.id)  # the daemon handed it to a supervisor...
+    d.wait_event("job.handed", run_id=claimed.id)  # the daemon handed it to a supervisor...
     run = wait_for(lambda: [x for x in runs(home) if x.id == claimed.id and x.state == "done"], 10)[0]
-    assert run.status == "skipped" and run.reason == f"job {command}d before it started", run
+    assert run.outcome == "skipped" and run.reason == f"job {command}d before it started", run
     token = json.loads(open(os.path.join(home.run_dir("job", run.id), "start")).read())
     assert token == {"cancelled": f"job {command}d"}  # ...which found the start taken: never started
     if command == "pause":  # a manual run still works, and is the only one that ran
@@ -155,7 +155,7 @@ def _handed_over_not_started(cli, home, daemons, marker):
     d = daemons(faults="supervisor.start=sleep:3")
     d.wait_started()
     cli("trigger", "job", check=True)
-    run = wait_for(lambda: [r for r in runs(home, "job") if r.state == "running" and r.reaper_pid], 10,
+    run = wait_for(lambda: [r for r in runs(home, "job") if r.state == "handed" and r.supervisor_pid], 10,
                    what="the run handed to its supervisor")[0]
     assert not os.path.exists(os.path.join(home.run_dir("job", run.id), "start"))
     return d, run
@@ -166,9 +166,9 @@ def test_stop_jobs_cancels_a_run_whose_supervisor_waits_for_its_slot(cli, home, 
     d, run = _handed_over_not_started(cli, home, daemons, marker)
     r = cli("stop", "--jobs")
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: not pid_alive(run.reaper_pid), 10, what="the supervisor to give up the run")
+    wait_for(lambda: not pid_alive(run.supervisor_pid), 10, what="the supervisor to give up the run")
     got = runs(home, "job")[-1]
-    assert (got.id, got.status) == (run.id, "interrupted") and got.reason.endswith("before it started"), got
+    assert (got.id, got.outcome) == (run.id, "interrupted") and got.reason.endswith("before it started"), got
     assert not marker.exists(), "the job started after its run was recorded as stopped"
 
 
@@ -178,10 +178,10 @@ def test_new_daemon_watches_a_supervisor_waiting_for_its_slot(cli, home, daemons
     d.kill9()
     d2 = daemons()
     adopted = d2.wait_event("job.adopted", job="job")[0]
-    assert adopted["action"] == "watch" and adopted["supervisor_pid"] == run.reaper_pid
+    assert adopted["action"] == "watch" and adopted["supervisor_pid"] == run.supervisor_pid
     d2.wait_event("job.finished", job="job", timeout=15)
     got = runs(home, "job")[-1]
-    assert (got.id, got.status) == (run.id, "succeeded"), got
+    assert (got.id, got.outcome) == (run.id, "succeeded"), got
     assert marker.read_text().split() == [str(run.id)]
     assert d2.stop() == 0
 
@@ -192,12 +192,12 @@ def test_replace_cancels_a_run_whose_supervisor_waits_for_its_slot(cli, home, da
     d = daemons(faults="supervisor.start=sleep:2")
     d.wait_started()
     cli("trigger", "job", check=True)
-    first = wait_for(lambda: [r for r in runs(home, "job") if r.state == "running" and r.reaper_pid], 10,
+    first = wait_for(lambda: [r for r in runs(home, "job") if r.state == "handed" and r.supervisor_pid], 10,
                      what="the run handed to its supervisor")[0]
     cli("trigger", "job", check=True)
     d.wait_event("job.finished", job="job", status="succeeded", timeout=15)
     got = {r.id: r for r in runs(home, "job")}
-    assert got[first.id].status == "interrupted", got[first.id]
+    assert got[first.id].outcome == "interrupted", got[first.id]
     assert got[first.id].reason == f"replaced by run {first.id + 1} before it started"
     assert marker.read_text().split() == [str(first.id + 1)]
     assert d.stop() == 0
@@ -209,17 +209,17 @@ def test_orphaned_job_is_adopted_when_its_supervisor_dies_too(cli, home, daemons
     d.wait_started()
     cli("trigger", "orphan", check=True)
     d.wait_event("job.started", job="orphan")
-    run = wait_for(lambda: runs(home, "orphan")[-1].reaper_pid and runs(home, "orphan")[-1])
+    run = wait_for(lambda: runs(home, "orphan")[-1].supervisor_pid and runs(home, "orphan")[-1])
     job_pid_file = os.path.join(home.run_dir("orphan", run.id), "job.pid")
     wait_for(lambda: os.path.exists(job_pid_file))
     d.kill9()
-    os.kill(run.reaper_pid, signal.SIGKILL)
+    os.kill(run.supervisor_pid, signal.SIGKILL)
     d2 = daemons()
     adopted = d2.wait_event("job.adopted", job="orphan")[0]
     assert adopted["action"] == "watch-orphan"
     d2.wait_event("job.finished", job="orphan", timeout=10)
     done = runs(home, "orphan")[-1]
-    assert done.status == "interrupted" and "can't be known" in done.reason
+    assert done.outcome == "interrupted" and "can't be known" in done.reason
     assert d2.stop() == 0
 
 

@@ -92,7 +92,7 @@ def test_a_daemon_ticks_the_good_jobs_and_logs_the_bad_one_once(home, what):
         from conftest import wait_for
 
         wait_for(lambda: len(finished(home, "good")) >= 3, 15, what="three runs of the good job")
-        assert all(r.status == "succeeded" for r in finished(home, "good"))
+        assert all(r.outcome == "succeeded" for r in finished(home, "good"))
         assert len(daemon.events("job.invalid", job="bad")) == 1, "logged once, not every tick"
         assert not daemon.events("tick.failed")
         assert daemon.proc.poll() is None

@@ -147,7 +147,7 @@ def test_trigger_without_a_daemon_runs_in_the_foreground(cli, home):
     r = cli("trigger", "hello", "--wait")
     assert r.returncode == 7
     got = runs(home, "hello")
-    assert [x.status for x in got] == ["failed", "failed"] and all(x.trigger == "manual" for x in got)
+    assert [x.outcome for x in got] == ["failed", "failed"] and all(x.trigger == "manual" for x in got)
     assert cli("trigger", "nope").returncode == 3
 
 
@@ -218,16 +218,16 @@ def test_stop_jobs_stops_running_jobs_too(cli, home):
     r = cli("stop", "--jobs")
     assert r.returncode == 0 and "stopped 1 running job" in r.stdout
     run = runs(home, "long")[-1]
-    assert run.status == "interrupted" and "stop --jobs" in run.reason
+    assert run.outcome == "interrupted" and "stop --jobs" in run.reason
 
 
 def test_jobs_outlive_a_plain_stop(cli, home):
     cli("add", "long", "-s", "@yearly", "--", "sleep", "60", check=True)
     assert cli("start", *FAST).returncode == 0
     cli("trigger", "long", check=True)
-    run = wait_for(lambda: runs(home, "long")[-1].reaper_pid and runs(home, "long")[-1])
+    run = wait_for(lambda: runs(home, "long")[-1].supervisor_pid and runs(home, "long")[-1])
     assert cli("stop").returncode == 0
-    assert pid_alive(run.reaper_pid)
+    assert pid_alive(run.supervisor_pid)
 
 
 def test_concurrent_starts_leave_one_daemon_and_both_succeed(cli, home):

@@ -7,13 +7,14 @@ import itertools
 
 import pytest
 
+from hermes_cron.logic.run import RunState
 from hermes_cron.logic.settle import Action, Facts, Token, read_token, settle
 
 NOW = 1_000_000.0
 
 
 def facts(**kw) -> Facts:
-    base = dict(state="claimed", token=Token.NONE, token_detail="", scheduled=NOW - 5, claimed_at=NOW - 6,
+    base = dict(state=RunState.CLAIMED, token=Token.NONE, token_detail="", scheduled=NOW - 5, claimed_at=NOW - 6,
                 misfire_grace=600.0, handed_supervisor_alive=False, token_supervisor_alive=False,
                 job_alive=False, owned_by_other_live_process=False, now=NOW, owner_pid=11,
                 handed_supervisor_pid=22)
@@ -31,19 +32,19 @@ ROWS = [
     ("claimed, past grace", dict(scheduled=NOW - 601), Action.ABANDON, "past the misfire grace"),
     ("manual, claimed, no slot: claim time counts", dict(scheduled=None, claimed_at=NOW - 700), Action.ABANDON,
      "pid 11"),
-    ("handed over, supervisor waits", dict(state="running", handed_supervisor_alive=True), Action.WATCH_SUPERVISOR, ""),
-    ("handed over, supervisor died unstarted", dict(state="running"), Action.CANCEL, "pid 22"),
-    ("started, supervisor alive", dict(state="running", token=Token.SUPERVISOR, token_supervisor_alive=True),
+    ("handed over, supervisor waits", dict(state=RunState.HANDED, handed_supervisor_alive=True), Action.WATCH_SUPERVISOR, ""),
+    ("handed over, supervisor died unstarted", dict(state=RunState.HANDED), Action.CANCEL, "pid 22"),
+    ("started, supervisor alive", dict(state=RunState.HANDED, token=Token.SUPERVISOR, token_supervisor_alive=True),
      Action.WATCH_SUPERVISOR, ""),
-    ("started, supervisor gone, job alive", dict(state="running", token=Token.SUPERVISOR, job_alive=True),
+    ("started, supervisor gone, job alive", dict(state=RunState.HANDED, token=Token.SUPERVISOR, job_alive=True),
      Action.WATCH_JOB, ""),
-    ("started, both gone, no result", dict(state="running", token=Token.SUPERVISOR, token_detail="33"),
+    ("started, both gone, no result", dict(state=RunState.HANDED, token=Token.SUPERVISOR, token_detail="33"),
      Action.INTERRUPT, "pid 33"),
     ("abandoned", dict(token=Token.ABANDONED, token_detail="44"), Action.INTERRUPT, "abandoned by pid 44"),
     ("cancelled by pause", dict(token=Token.CANCELLED, token_detail="job paused"), Action.INTERRUPT,
      "job paused before it started"),
     ("replaced", dict(token=Token.REPLACED, token_detail="7"), Action.INTERRUPT, "replaced by run 7"),
-    ("unreadable token", dict(state="running", token=Token.UNREADABLE), Action.INTERRUPT, "can't be read"),
+    ("unreadable token", dict(state=RunState.HANDED, token=Token.UNREADABLE), Action.INTERRUPT, "can't be read"),
 ]
 
 
@@ -56,7 +57,7 @@ def test_settle_rows(what, kw, action, piece):
 
 def all_facts():
     for state, token, handed, in_token, job, other, slot, grace in itertools.product(
-            ("claimed", "running"), list(Token), (False, True), (False, True), (False, True), (False, True),
+            tuple(RunState)[:3], list(Token), (False, True), (False, True), (False, True), (False, True),
             (None, NOW - 5, NOW - 900, NOW + 1), (None, 600.0)):
         yield facts(state=state, token=token, handed_supervisor_alive=handed, token_supervisor_alive=in_token,
                     job_alive=job, owned_by_other_live_process=other, scheduled=slot, misfire_grace=grace)
@@ -72,7 +73,7 @@ def test_every_combination_keeps_the_rules():
         if d.action in (Action.START, Action.ABANDON, Action.CANCEL):
             assert f.token is Token.NONE, f  # only a run nobody took can be started or given up
         if d.action is Action.START:
-            assert f.state == "claimed" and f.misfire_grace is not None
+            assert f.state is RunState.CLAIMED and f.misfire_grace is not None
             assert f.scheduled is None or f.scheduled <= f.now, f  # never before its slot
         if d.action is Action.INTERRUPT:
             assert not (f.token is Token.SUPERVISOR and (f.token_supervisor_alive or f.job_alive)), f

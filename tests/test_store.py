@@ -19,7 +19,7 @@ from hermes_cron.errors import LockBusy, LockFailed, StoreError
 from hermes_cron.logic.jobs import Job
 from hermes_cron.contract.locks import FileLock
 from hermes_cron.contract.paths import Home
-from hermes_cron.app.service import add_job
+from hermes_cron.app.jobs import add_job
 
 from conftest import cli_env, wait_for
 
@@ -160,9 +160,9 @@ def test_four_processes_adding_fifty_jobs_each_keep_all_200(home: Home):
         assert p.exitcode == 0
     names = {j["name"] for j in json.load(open(home.jobs))["jobs"]}
     assert len(names) == 200
-    from hermes_cron.store.sqlite import State
+    from hermes_cron.store.sqlite import SqliteStore
 
-    state = State(home)
+    state = SqliteStore(home)
     try:
         assert len(state.sched_rows()) == 200
     finally:

@@ -77,7 +77,7 @@ def test_frozen_daemon_is_replaced_and_its_running_job_adopted(cli, home, dogs):
     cli("start", *DAEMON, check=True)
     first = daemon_pid(home)
     cli("trigger", "long", check=True)
-    run = wait_for(lambda: runs(home, "long") and runs(home, "long")[-1].reaper_pid and runs(home, "long")[-1])
+    run = wait_for(lambda: runs(home, "long") and runs(home, "long")[-1].supervisor_pid and runs(home, "long")[-1])
     dog = dogs("--stale-after", "2")
     dog.wait("watchdog.started_watching")
     t0 = time.monotonic()
@@ -91,8 +91,8 @@ def test_frozen_daemon_is_replaced_and_its_running_job_adopted(cli, home, dogs):
     assert dog.events("watchdog.restart")
     new = daemon_pid(home)
     wait_for(lambda: heartbeat(home).get("ticks", 0) >= 3, 10, what="the new daemon to tick")
-    assert pid_alive(run.reaper_pid), "the job survived the daemon's replacement"
-    wait_for(lambda: runs(home, "long")[-1].status == "succeeded", 15, what="the adopted run to be recorded")
+    assert pid_alive(run.supervisor_pid), "the job survived the daemon's replacement"
+    wait_for(lambda: runs(home, "long")[-1].outcome == "succeeded", 15, what="the adopted run to be recorded")
     assert runs(home, "long")[-1].owner_pid == new
 
 

@@ -7,6 +7,7 @@ import os
 from hermes_cron.contract.logs import Silent
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron_watchdog.core import Watchdog
+from hermes_cron.contract.heartbeat import Heartbeat, TickError
 from hermes_cron_watchdog.judge import FAILING, GONE, HEALTHY, STALE, STARTING, Judge, Observation
 from hermes_cron_watchdog.restarts import RestartBook
 
@@ -14,9 +15,12 @@ BOOT = "boot-a"
 
 
 def hb(ticks: int, t: float, pid: int = 100, boot: str = BOOT, interval: float = 10.0, ok: float | None = None,
-       failures: int = 0) -> dict:
-    return {"pid": pid, "boot_id": boot, "ticks": ticks, "time": t, "interval_s": interval,
-            "last_ok_tick": t if ok is None else ok, "consecutive_failures": failures, "started_at": 0.0}
+       failures: int = 0) -> Heartbeat:
+    return Heartbeat(time=t, pid=pid, pid_start=1, boot_id=boot, ticks=ticks, tick_interval=interval, heartbeat_every=1,
+                     interval_s=interval, last_ok_tick=t if ok is None else ok,
+                     last_error=TickError(t, "StoreError", "broken") if failures else None,
+                     consecutive_failures=failures, running=0, next_due=None, started_at=0.0, home="/h",
+                     version="0")
 
 
 def obs(heartbeat, pid=100, mono=0.0, boot=None, wall=1000.0, boot_id=BOOT) -> Observation:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cron.contract.daemon import failing, stale_threshold
+from hermes_cron.contract.heartbeat import Heartbeat, stale_threshold
 
 HEALTHY, STARTING, STALE, GONE, FAILING = "healthy", "starting", "stale", "gone", "failing"
 SUSPEND_SLACK = 1.0  # boot time ahead of monotonic time by more than this means we slept
@@ -21,7 +21,7 @@ SUSPEND_SLACK = 1.0  # boot time ahead of monotonic time by more than this means
 class Observation:
     """What one check saw."""
 
-    heartbeat: dict[str, Any] | None
+    heartbeat: Heartbeat | None
     daemon_pid: int | None  # a verified, live hermes-cron daemon for this home, or None
     boot_id: str  # this machine's boot, now
     mono: float  # CLOCK_MONOTONIC
@@ -63,7 +63,7 @@ class Judge:
         self.stale_after = stale_after
         self.memory = memory or Memory()
 
-    def threshold(self, hb: dict[str, Any] | None) -> float:
+    def threshold(self, hb: Heartbeat | None) -> float:
         return self.stale_after if self.stale_after is not None else stale_threshold(hb)
 
     def restart_grace(self, mono: float) -> None:
@@ -88,22 +88,21 @@ class Judge:
         threshold = self.threshold(hb)
         evidence: dict[str, Any] = {"daemon_pid": o.daemon_pid, "threshold_s": threshold}
         if hb is not None:
-            evidence.update(heartbeat_pid=hb.get("pid"), ticks=hb.get("ticks"),
-                            heartbeat_boot_id=hb.get("boot_id"), last_ok_tick=hb.get("last_ok_tick"),
-                            failures=hb.get("consecutive_failures") or 0)
+            evidence.update(heartbeat_pid=hb.pid, ticks=hb.ticks, heartbeat_boot_id=hb.boot_id,
+                            last_ok_tick=hb.last_ok_tick, failures=hb.consecutive_failures)
         if o.daemon_pid is None:
             why = "no heartbeat" if hb is None else (
-                "heartbeat from an earlier boot" if hb.get("boot_id") != o.boot_id else "no live daemon process")
+                "heartbeat from an earlier boot" if hb.boot_id != o.boot_id else "no live daemon process")
             return Verdict(GONE, f"daemon not running ({why})", evidence, slept)
-        ours = hb is not None and hb.get("pid") == o.daemon_pid and hb.get("boot_id") == o.boot_id
-        key = (hb.get("pid"), hb.get("ticks"), hb.get("time")) if ours else ("no-heartbeat", o.daemon_pid)
+        ours = hb is not None and hb.pid == o.daemon_pid and hb.boot_id == o.boot_id
+        key = (hb.pid, hb.ticks, hb.time) if ours and hb is not None else ("no-heartbeat", o.daemon_pid)
         if key != m.key:
             first_sight = m.key is None and m.moved_at is None
             m.key = key
-            if first_sight and ours and isinstance(hb.get("time"), (int, float)):
+            if first_sight and ours and hb is not None:
                 # First look (--once with no memory): the wall-clock age of the heartbeat is
                 # all there is to go on.
-                m.moved_at = o.mono - max(0.0, o.wall - float(hb["time"]))
+                m.moved_at = o.mono - max(0.0, o.wall - hb.time)
             else:
                 m.moved_at = o.mono
         age = o.mono - (m.moved_at if m.moved_at is not None else o.mono)
@@ -114,8 +113,9 @@ class Judge:
                            evidence, slept)
         if not ours:
             return Verdict(STARTING, "daemon running, waiting for its first heartbeat", evidence, slept)
-        if failing(hb, threshold):
-            err = (hb.get("last_error") or {}).get("message", "unknown error")
+        assert hb is not None
+        if hb.failing_for(threshold):
+            err = hb.last_error.message if hb.last_error else "unknown error"
             return Verdict(FAILING, f"ticks failing for {threshold:g} s or more: {err}", evidence, slept)
         if evidence.get("failures"):
             return Verdict(HEALTHY, "heartbeat moving; the last tick failed, not yet for the threshold",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Any
 
 from hermes_cron.contract.access import home_owner
-from hermes_cron.contract.daemon import PidInfo, read_heartbeat, read_pidfile, verify
+from hermes_cron.contract.heartbeat import Heartbeat, read_heartbeat
+from hermes_cron.contract.pidfile import PidInfo, read_pidfile, verify
 from hermes_cron.contract.command import daemon_argv, open_stderr_file, recorded_run_options
 from hermes_cron.contract.files import read_small
 from hermes_cron.contract.paths import Home
@@ -41,7 +41,7 @@ class System:
         return boot_id()
 
     # the daemon's published state
-    def heartbeat(self) -> dict[str, Any] | None:
+    def heartbeat(self) -> Heartbeat | None:
         return read_heartbeat(os.path.join(self.cron, ".ticker_heartbeat"), owner=self.home_uid)
 
     def pidfile(self) -> PidInfo | None:

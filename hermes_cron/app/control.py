@@ -3,13 +3,14 @@ the process a pidfile names is really our daemon before sending it anything."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import sys
 import time
 from dataclasses import dataclass
 
-from hermes_cron.contract.daemon import PidInfo, read_heartbeat, read_pidfile, stale_threshold, verify
+from hermes_cron.contract.heartbeat import Heartbeat, read_heartbeat
+from hermes_cron.contract.pidfile import PidInfo, read_pidfile, verify
 from hermes_cron.contract.command import STDERR_FILE, daemon_argv, open_stderr_file
 from hermes_cron.errors import DaemonError, HermesCronError
 from hermes_cron.contract.paths import Home
@@ -99,11 +100,11 @@ def start(home: Home, run_args: list[str], timeout: float = START_TIMEOUT,
                 return other, True
             raise DaemonError(f"the daemon exited at start (code {code}): {_last_error(errors, home)}")
         hb = read_heartbeat(home.heartbeat)
-        if hb is not None and hb.get("pid") == child.pid:
+        if hb is not None and hb.pid == child.pid:
             me = ProcId.of(child.pid)
-            if hb.get("last_ok_tick") is None and hb.get("last_error"):
+            if hb.last_ok_tick is None and hb.last_error is not None:
                 _terminate(child)
-                raise DaemonError(f"the daemon's first tick failed, so it was stopped: {hb['last_error']['message']}")
+                raise DaemonError(f"the daemon's first tick failed, so it was stopped: {hb.last_error.message}")
             assert me is not None
             return me, False
         time.sleep(0.02)
@@ -178,16 +179,14 @@ def mark_stopped(home: Home) -> None:
                      durable=False)
 
 
-def heartbeat_health(hb: dict | None, now: float) -> dict:
+def heartbeat_health(hb: Heartbeat | None, now: float) -> dict:
     """Judge a heartbeat read from disk: its age against the stale threshold, and tick health."""
     if hb is None:
         return {"heartbeat": None, "stale": True, "failing": False}
-    threshold = stale_threshold(hb)
-    age = max(0.0, now - float(hb.get("time") or 0))
-    last_ok = hb.get("last_ok_tick")
-    failing = bool(hb.get("consecutive_failures")) or last_ok is None
+    threshold = hb.stale_threshold()
+    age = max(0.0, now - hb.time)
     return {"heartbeat": hb, "age": age, "threshold": threshold, "stale": age > threshold,
-            "failing": failing, "last_ok_tick": last_ok, "last_error": hb.get("last_error")}
+            "failing": hb.last_tick_failed}
 
 
 def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
@@ -198,7 +197,7 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
     now = time.time() if now is None else now
     found = lookup(home)
     hb = read_heartbeat(home.heartbeat)
-    if hb is not None and found.proc is not None and hb.get("pid") != found.proc.pid:
+    if hb is not None and found.proc is not None and hb.pid != found.proc.pid:
         hb = None  # a heartbeat from an earlier daemon says nothing about this one
     health = heartbeat_health(hb if found.running else None, now)
     report: dict = {
@@ -212,9 +211,10 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
     if found.proc is not None:
         report["uptime_s"] = round(now - found.proc.started_at(), 1)
     if health["heartbeat"] is not None:
+        assert hb is not None
         report.update(heartbeat_age_s=round(health["age"], 1), heartbeat_stale_after_s=health["threshold"],
-                      heartbeat_stale=health["stale"], ticks=hb.get("ticks"), last_ok_tick=hb.get("last_ok_tick"),
-                      last_error=hb.get("last_error"))
+                      heartbeat_stale=health["stale"], ticks=hb.ticks, last_ok_tick=hb.last_ok_tick,
+                      last_error=dataclasses.asdict(hb.last_error) if hb.last_error else None)
     report["healthy"] = bool(found.running and health["heartbeat"] is not None
                              and not health["stale"] and not health["failing"])
     _store_facts(home, report, now)
@@ -245,40 +245,20 @@ def _jobs_file_fault(home: Home, reconciled_sig: str | None) -> str | None:
 
 
 def _store_facts(home: Home, report: dict, now: float) -> None:
-    """Job counts, runs in flight, next fire times and recent failures, read straight from
-    state.db (no schedule code is loaded: status must start fast)."""
-    import sqlite3
-
-    from hermes_cron.contract.files import check_private_file
-    from hermes_cron.logic.zones_lite import utc_iso as iso  # noqa: I001
+    """Job counts, runs in flight, next fire times and recent failures (store/sqlite_status.py
+    reads them without loading any schedule code: status must start fast)."""
+    from hermes_cron.store.sqlite_status import read_status_facts
 
     if not os.path.exists(home.state):
         report["jobs"] = {"enabled": 0, "paused": 0, "completed": 0, "invalid": 0}
         report["store_error"] = _jobs_file_fault(home, None)
         return
     try:
-        check_private_file(os.stat(home.state), home.state)
-        conn = sqlite3.connect(f"file:{home.state}?mode=ro", uri=True, timeout=2.0)
-        try:
-            r = conn.execute("SELECT SUM(enabled = 1 AND done = 0), SUM(enabled = 0), SUM(done = 1) FROM sched").fetchone()
-            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('invalid_jobs', 'defs_sig')"))
-            invalid = json.loads(meta.get("invalid_jobs") or "{}")
-            report["jobs"] = {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0,
-                              "invalid": len(invalid)}
-            report["invalid_jobs"] = [{"job": name, "reason": why} for name, why in sorted(invalid.items())]
-            report["store_error"] = _jobs_file_fault(home, meta.get("defs_sig"))
-            report["in_flight"] = [
-                {"run_id": i, "job": j, "state": s, "started": iso(st), "age_s": round(max(0.0, now - (st or c)), 1)}
-                for i, j, s, st, c in conn.execute(
-                    "SELECT id, job, state, started_at, claimed_at FROM runs WHERE state != 'done' ORDER BY id")]
-            report["next"] = [{"job": j, "at": iso(t)} for j, t in conn.execute(
-                "SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL ORDER BY next_run LIMIT 5")]
-            report["recent_failures"] = [
-                {"run_id": i, "job": j, "status": s, "exit_code": e, "signal": g, "ended": iso(t), "reason": why}
-                for i, j, s, e, g, t, why in conn.execute(
-                    "SELECT id, job, status, exit_code, signal, ended_at, reason FROM runs "
-                    "WHERE status IN ('failed', 'timed_out', 'interrupted') ORDER BY ended_at DESC LIMIT 5")]
-        finally:
-            conn.close()
-    except (sqlite3.Error, OSError, HermesCronError) as e:  # status reports a broken store
+        facts = read_status_facts(home, now)
+    except HermesCronError as e:  # status reports a broken store
         report["store_error"] = str(e)
+        return
+    report.update(jobs=facts.jobs, in_flight=facts.in_flight, next=facts.next,
+                  recent_failures=facts.recent_failures,
+                  invalid_jobs=[{"job": name, "reason": why} for name, why in sorted(facts.invalid.items())],
+                  store_error=_jobs_file_fault(home, facts.reconciled_sig))

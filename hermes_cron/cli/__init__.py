@@ -185,7 +185,7 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
 def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
     """Add a job: hermes-cron add NAME --schedule EXPR [options] -- COMMAND [ARG]..."""
     from hermes_cron.logic.jobs import Job
-    from hermes_cron.app.service import add_job
+    from hermes_cron.app.jobs import add_job
     from hermes_cron.logic.zones import local_zone_name
 
     fields = _common_fields(opts)
@@ -229,7 +229,7 @@ def _warn_if_missing(job) -> None:  # job: jobs.Job
 @_home_option
 def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
     """Change a job: only the options given change; -- COMMAND replaces the command."""
-    from hermes_cron.app.service import edit_job
+    from hermes_cron.app.jobs import edit_job
 
     changes = _common_fields(opts)
     if opts.get("no_timeout"):
@@ -263,7 +263,7 @@ def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
 @_home_option
 def remove(name: str) -> None:
     """Remove a job. Its history stays; runs in flight finish and are recorded."""
-    from hermes_cron.app.service import remove_job
+    from hermes_cron.app.jobs import remove_job
 
     remove_job(_ctx().home, name)
     click.echo(f"removed {name}")
@@ -274,7 +274,7 @@ def remove(name: str) -> None:
 @_home_option
 def pause(name: str) -> None:
     """Pause a job: it stays defined but doesn't run."""
-    from hermes_cron.app.service import set_enabled
+    from hermes_cron.app.jobs import set_enabled
 
     set_enabled(_ctx().home, name, False)
     click.echo(f"paused {name}")
@@ -285,7 +285,7 @@ def pause(name: str) -> None:
 @_home_option
 def resume(name: str) -> None:
     """Resume a paused job from its next slot (paused time is not caught up)."""
-    from hermes_cron.app.service import set_enabled
+    from hermes_cron.app.jobs import set_enabled
 
     job = set_enabled(_ctx().home, name, True)
     click.echo(f"resumed {name}, next run {_next_text(job)}")
@@ -295,7 +295,7 @@ def _next_text(job) -> str:
     import time
 
     from hermes_cron.logic.schedule import RebootSchedule
-    from hermes_cron.engine.ticker import initial_next_run
+    from hermes_cron.logic.reconcile import initial_next_run
     from hermes_cron.logic.zones import format_instant, load_zone
 
     if not job.enabled:
@@ -316,7 +316,7 @@ def _clip(text: str, width: int) -> str:
 def list_(as_json: bool) -> None:
     """List the jobs with their next run and last status."""
     from hermes_cron.store.jobstore import Invalid
-    from hermes_cron.app.service import job_views
+    from hermes_cron.app.jobs import job_views
     from hermes_cron.logic.zones import format_instant, load_zone
 
     views = job_views(_ctx().home)
@@ -334,7 +334,7 @@ def list_(as_json: bool) -> None:
         nxt = format_instant(v.next_run, load_zone(v.job.tz)) if v.next_run else "-"
         state = f"running:{v.running}" if v.running else v.state_text
         click.echo(f"{_clip(v.job.name, 16):<16} {_clip(v.job.schedule, 15):<15} {nxt:<25} "
-                   f"{_clip(v.last_status or '-', 10):<10} {state}".rstrip())
+                   f"{_clip(str(v.last_status or '-'), 10):<10} {state}".rstrip())
 
 
 @cli.command()
@@ -345,7 +345,7 @@ def show(name: str, as_json: bool) -> None:
     """Show one job in full."""
     from hermes_cron.logic.durations import format_duration
     from hermes_cron.logic.schedule import upcoming
-    from hermes_cron.app.service import job_views
+    from hermes_cron.app.jobs import job_views
     from hermes_cron.logic.zones import format_instant, load_zone
 
     view = job_views(_ctx().home, [name])[0]
@@ -366,7 +366,7 @@ def show(name: str, as_json: bool) -> None:
         ("schedule", f"{job.schedule}   ({job.tz})"),
         ("state", view.state_text + (f", {view.running} running" if view.running else "")),
         ("next runs", ", ".join(format_instant(t, zone) for t in nexts) or "-"),
-        ("last status", view.last_status or "-"),
+        ("last status", str(view.last_status or "-")),
         ("timeout", format_duration(job.timeout) if job.timeout else "none"),
         ("overlap", job.overlap),
         ("misfire grace", format_duration(job.misfire_grace)),
@@ -417,7 +417,7 @@ def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: st
 def export(output: str | None) -> None:
     """Print the jobs and where each stands, as JSON (a readable copy of the stores)."""
     from hermes_cron import __version__
-    from hermes_cron.app.service import job_views
+    from hermes_cron.app.jobs import job_views
 
     doc = {"hermes_cron": __version__, "home": _ctx().home.root,
            "jobs": [v.to_dict() for v in job_views(_ctx().home)]}
@@ -512,7 +512,7 @@ def start(**opts: Any) -> None:
 
 def _stop(timeout: float, jobs: bool) -> None:
     from hermes_cron.app.control import stop as stop_daemon
-    from hermes_cron.app.service import stop_runs
+    from hermes_cron.app.runs import stop_runs
 
     home = _ctx().home
     found, killed, warning = stop_daemon(home, timeout)
@@ -632,7 +632,8 @@ def _print_status(r: dict[str, Any], code: int) -> None:
 @_home_option
 def trigger(name: str, wait: bool) -> None:
     """Run a job now (the overlap policy holds). Asks a running daemon; without one, runs it here."""
-    from hermes_cron.app.service import run_exit_status, trigger as trigger_job, wait_run
+    from hermes_cron.app.runs import trigger as trigger_job, wait_run
+    from hermes_cron.logic.run import exit_status
 
     home = _ctx().home
     run_id, here = trigger_job(home, name)
@@ -642,16 +643,16 @@ def trigger(name: str, wait: bool) -> None:
         return
     click.echo(f"{name} run {run_id}: {_status_text(run)}")
     if wait:
-        sys.exit(run_exit_status(run.status, run.exit_code, run.signal))
+        sys.exit(exit_status(run.outcome, run.exit_code, run.signal))
 
 
 def _status_text(run) -> str:
-    text = run.status or run.state
-    if run.exit_code is not None and run.status != "succeeded":
+    text = str(run.outcome or run.state)
+    if run.exit_code is not None and run.outcome != "succeeded":
         text += f" (exit {run.exit_code})"
     if run.signal:
         text += f" (signal {run.signal})"
-    if run.status == "missed" and run.missed_count:
+    if run.outcome == "missed" and run.missed_count:
         text += f" x{run.missed_count}"
     return text
 
@@ -663,7 +664,7 @@ def _status_text(run) -> str:
 @_home_option
 def history(name: str, limit: int, as_json: bool) -> None:
     """A job's runs, newest first: scheduled time, start, duration, status, exit code or signal."""
-    from hermes_cron.app.service import history as job_history
+    from hermes_cron.app.runs import history as job_history
     from hermes_cron.logic.zones_lite import utc_iso
 
     found = job_history(_ctx().home, name, limit)
@@ -687,8 +688,8 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
     """Print a run's output (stdout and stderr), the latest run by default."""
     import time
 
-    from hermes_cron.engine.runner import RunFiles
-    from hermes_cron.app.service import run_output
+    from hermes_cron.app.runs import run_output
+    from hermes_cron.store.runfiles import RunFiles
 
     home = _ctx().home
     run = run_output(home, name, run_id)
@@ -704,7 +705,7 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
         if not follow:
             return
         current = run_output(home, name, run.id)
-        if current.state == "done":
+        if not current.open:
             if not chunk:
                 return
             continue
@@ -725,7 +726,7 @@ def repair() -> None:
     click.echo(f"gave {len(changed)} file(s) and folder(s) back to the home's owner, e.g. {changed[0]}")
 
 
-def _read_output(files, offset: int) -> bytes:  # files: runner.RunFiles
+def _read_output(files, offset: int) -> bytes:  # files: store.runfiles.RunFiles
     """What a run's output.log holds past `offset`, read without following a symlink."""
     try:
         dfd = files.open()

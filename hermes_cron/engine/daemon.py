@@ -20,29 +20,25 @@ from typing import Any
 from hermes_cron import __version__
 
 from hermes_cron import faults
-from hermes_cron.engine.clock import SYSTEM, Clock
-from hermes_cron.contract.daemon import remove_pidfile, write_heartbeat, write_pidfile
+from hermes_cron.contract.heartbeat import Heartbeat, TickError, write_heartbeat
+from hermes_cron.contract.pidfile import remove_pidfile, write_pidfile
 from hermes_cron.engine.dispatch import Dispatcher
+from hermes_cron.engine.system import SYSTEM, System
 from hermes_cron.errors import AlreadyRunning, HermesCronError, LockBusy, LockFailed
 from hermes_cron.contract.locks import FileLock, holder_pid, read_note
 from hermes_cron.contract.notify import notify
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId, boot_id
-from hermes_cron.store.sqlite import State
-from hermes_cron.engine.ticker import Scheduler, TickReport
+from hermes_cron.logic.wake import boundary_after, next_wake
+from hermes_cron.store.sqlite import SqliteStore
+from hermes_cron.engine.reporting import log_report
+from hermes_cron.engine.ticker import Scheduler
 from hermes_cron.logic.zones_lite import utc_iso
 
-# Wake this long before a due slot: claim it (durably: the commit is fsynced, and a VM's disk
-# now and then takes a few hundred ms for that), hand it to a supervisor, and start it on the
-# slot. The lead absorbs that jitter instead of the job's start time.
-LEAD = 0.25
-LEAD_PER_RUN = 0.00025  # And this much earlier for each run due at that moment (bursts),
-MAX_LEAD = 1.0  # but never more than this
 SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
 SPARE_DELAY = 0.05  # ... and no sooner than this after a dispatch
 IDLE_WORK_LEAD = 0.2  # housekeeping (the WAL checkpoint) only when nothing is due sooner,
 CHECKPOINT_OVERDUE = 10  # unless it has waited this many ticks
-SLOW_TICK = 0.05  # a tick holding the lock longer than this is logged as a warning, with its phases
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,7 @@ class Settings:
 class Health:
     ticks: int = 0
     last_ok_tick: float | None = None
-    last_error: dict[str, Any] | None = None
+    last_error: TickError | None = None
     consecutive_failures: int = 0
     started_at: float = 0.0
 
@@ -72,18 +68,18 @@ class _Flags:
 
 
 class Daemon:
-    def __init__(self, home: Home, settings: Settings, log: Any, clock: Clock = SYSTEM,
+    def __init__(self, home: Home, settings: Settings, log: Any, system: System = SYSTEM,
                  reopen_logs: Any = None):
         self.home = home
         self.settings = settings
         self.log = log
-        self.clock = clock
+        self.clock = system  # the wall clock, and the OS boundary the dispatcher uses
         self.reopen_logs = reopen_logs
         self.me = ProcId.me()
         self.boot_id = boot_id()
         self.health = Health()
         self.flags = _Flags()
-        self.state: State | None = None
+        self.state: SqliteStore | None = None
         self.scheduler: Scheduler | None = None
         self.dispatcher: Dispatcher | None = None
         self.lock = FileLock(home.daemon_lock, "the daemon lock")
@@ -118,12 +114,12 @@ class Daemon:
             self._heartbeat()
             notify(f"READY=1\nMAINPID={self.me.pid}\nSTATUS={self._status_line()}")
             while not self.flags.stop:
-                horizon = self._sleep()
-                asked = self.flags.wake
-                self._handle_flags()
+                horizon = self._sleep()  # until what is due next, doing the idle work meanwhile
+                asked = self.flags.wake  # a trigger request or a changed job (SIGUSR1)
+                self._handle_flags()  # logs reopened, supervisors reaped
                 if self.flags.stop:
                     break
-                counted = horizon >= self._next_tick
+                counted = horizon >= self._next_tick  # a tick boundary, not an early wake
                 if counted or asked or horizon >= self._target:
                     self._tick(counted, horizon)
                 if counted and self.health.ticks % self.settings.heartbeat_every == 0:
@@ -144,7 +140,7 @@ class Daemon:
         now = max(horizon, self.clock.time())
         if counted:
             self.health.ticks += 1
-            self._next_tick = self._boundary_after(now)
+            self._next_tick = boundary_after(now, self.settings.tick_interval)
         try:
             self._open_store()
             assert self.scheduler is not None and self.dispatcher is not None
@@ -152,7 +148,7 @@ class Daemon:
             self.dispatcher.submit(report.claims)
             if report.claims:
                 self._last_dispatch = self.clock.time()
-            self._log_report(report, counted)
+            log_report(self.log, report, counted, self.health.ticks)
             self.dispatcher.reap_children()
             self.dispatcher.recover(now)
             self.dispatcher.enforce(now)
@@ -169,7 +165,7 @@ class Daemon:
     def _tick_failed(self, e: BaseException, now: float) -> None:
         kind = type(e).__name__
         self.health.consecutive_failures += 1
-        self.health.last_error = {"time": now, "kind": kind, "message": str(e) or kind}
+        self.health.last_error = TickError(now, kind, str(e) or kind)
         extra: dict[str, Any] = {}
         if isinstance(e, LockBusy):
             extra = {"contention": True, "holder_pid": e.holder_pid}
@@ -181,55 +177,60 @@ class Daemon:
             self._close_store()  # reopen from scratch next time: the file may have been fixed
 
     def _sleep(self) -> float:
-        """Sleep until the next tick boundary, due slot or deadline, or until woken; return the
-        horizon to tick for. A due slot is woken for LEAD early, so its runs are claimed and
-        handed to their supervisors before the slot, and start on it."""
+        """Sleep until what is due next (logic/wake.py), or until a signal or a supervisor's
+        notice wakes us, doing the idle work meanwhile; return the horizon to tick for."""
         now = self.clock.time()
         if self._next_tick - now > self.settings.tick_interval + 1.0:
             # The wall clock stepped back: tick on the new clock's boundaries rather than wait
             # for the old one (slots still never fire before their time).
             self.log.warning("clock.stepped_back", by_s=round(self._next_tick - now - self.settings.tick_interval, 3))
-            self._next_tick = self._boundary_after(now)
-        target, lead = self._next_tick, LEAD
+            self._next_tick = boundary_after(now, self.settings.tick_interval)
+        next_due, due_count = None, 0
         if self.state is not None:
             try:
-                nxt = self.state.next_due()
-                if nxt is not None and nxt <= target:
-                    target = nxt
-                    lead += min(self.state.due_count(nxt) * LEAD_PER_RUN, MAX_LEAD)
+                next_due = self.state.next_due()
+                if next_due is not None and next_due <= self._next_tick:
+                    due_count = self.state.due_count(next_due)
             except HermesCronError:
                 pass
-        if self.dispatcher is not None and (d := self.dispatcher.next_deadline()) is not None:
-            target = min(target, d)
-        self._target = target
-        wake_at = target - lead
+        wake = next_wake(self._next_tick, next_due, due_count,
+                         self.dispatcher.next_deadline() if self.dispatcher is not None else None)
+        self._target = wake.target
         while not self._any_flag():
             now = self.clock.time()
-            if now >= wake_at:
-                return target
-            if wake_at - now > self.settings.tick_interval + lead + 1.0:
+            if now >= wake.at:
+                return wake.target
+            if wake.at - now > self.settings.tick_interval + 1.0 + (wake.target - wake.at):
                 return now  # the wall clock stepped back while we slept: start over from it
-            until = wake_at
-            if self._checkpoint_due and self.state is not None and (
-                    wake_at - now > IDLE_WORK_LEAD or self._checkpoint_due >= CHECKPOINT_OVERDUE):
-                self._checkpoint_due = 0
-                t0 = time.monotonic()
-                try:
-                    self.state.checkpoint()
-                except HermesCronError as e:
-                    self.log.warning("checkpoint.failed", error=str(e))
-                self.log.debug("checkpoint", took_ms=round((time.monotonic() - t0) * 1000, 2))
+            until = self._idle_work(now, wake.at)
+            if until is None:
                 continue
-            if self.dispatcher is not None and self.dispatcher.wants_spare and wake_at - now > SPARE_LEAD:
-                # Fork the spare while nothing is due, and not right beside a start it would slow.
-                spare_at = self._last_dispatch + SPARE_DELAY
-                if now >= spare_at:
-                    self.dispatcher.ready_spare()
-                    continue
-                until = min(until, spare_at)
             for key, _ in self.selector.select(min(until - now, self.settings.tick_interval)):
                 self._on_ready(key.fd)
         return self.clock.time()
+
+    def _idle_work(self, now: float, wake_at: float) -> float | None:
+        """One piece of housekeeping that fits before `wake_at`: the store's (a WAL checkpoint),
+        or forking the spare supervisor. None if it did one (look again); else until when to
+        sleep."""
+        if self._checkpoint_due and self.state is not None and (
+                wake_at - now > IDLE_WORK_LEAD or self._checkpoint_due >= CHECKPOINT_OVERDUE):
+            self._checkpoint_due = 0
+            t0 = time.monotonic()
+            try:
+                self.state.idle()
+            except HermesCronError as e:
+                self.log.warning("checkpoint.failed", error=str(e))
+            self.log.debug("checkpoint", took_ms=round((time.monotonic() - t0) * 1000, 2))
+            return None
+        if self.dispatcher is not None and self.dispatcher.wants_spare and wake_at - now > SPARE_LEAD:
+            # Fork the spare while nothing is due, and not right beside a start it would slow.
+            spare_at = self._last_dispatch + SPARE_DELAY
+            if now >= spare_at:
+                self.dispatcher.ready_spare()
+                return None
+            return min(wake_at, spare_at)
+        return wake_at
 
     def _any_flag(self) -> bool:
         f = self.flags
@@ -276,44 +277,35 @@ class Daemon:
                 next_due = {"job": upcoming[0][0], "at": utc_iso(upcoming[0][1])} if upcoming else None
             except HermesCronError:
                 pass
-        s = self.settings
-        data = {
-            "time": now, "pid": self.me.pid, "pid_start": self.me.start, "boot_id": self.boot_id,
-            "ticks": self.health.ticks, "tick_interval": s.tick_interval,
-            "heartbeat_every": s.heartbeat_every, "interval_s": s.tick_interval * s.heartbeat_every,
-            "last_ok_tick": self.health.last_ok_tick, "last_error": self.health.last_error,
-            "consecutive_failures": self.health.consecutive_failures, "running": running,
-            "next_due": next_due, "started_at": self.health.started_at, "home": self.home.root,
-            "version": __version__,
-        }
+        s, h = self.settings, self.health
+        hb = Heartbeat(time=now, pid=self.me.pid, pid_start=self.me.start, boot_id=self.boot_id, ticks=h.ticks,
+                       tick_interval=s.tick_interval, heartbeat_every=s.heartbeat_every,
+                       interval_s=s.tick_interval * s.heartbeat_every, last_ok_tick=h.last_ok_tick,
+                       last_error=h.last_error, consecutive_failures=h.consecutive_failures, running=running,
+                       next_due=next_due, started_at=h.started_at, home=self.home.root, version=__version__)
         t0 = time.monotonic()
         try:
-            write_heartbeat(self.home.heartbeat, data)
+            write_heartbeat(self.home.heartbeat, hb)
         except OSError as e:
             self.log.error("heartbeat.failed", error=str(e))
-        data["write_ms"] = round((time.monotonic() - t0) * 1000, 2)
-        self.log.info("heartbeat", uptime_s=round(now - self.health.started_at, 1), ticks=self.health.ticks,
-                      write_ms=data["write_ms"],
-                      running=running, next_due=next_due, healthy=self.health.consecutive_failures == 0)
+        self.log.info("heartbeat", uptime_s=round(now - h.started_at, 1), ticks=h.ticks,
+                      write_ms=round((time.monotonic() - t0) * 1000, 2), running=running, next_due=next_due,
+                      healthy=h.consecutive_failures == 0)
 
     # steps' helpers ---------------------------------------------------------------------
-
-    def _boundary_after(self, now: float) -> float:
-        step = self.settings.tick_interval
-        return (now // step + 1) * step
 
     def _open_store(self) -> None:
         if self.state is not None:
             return
         self.home.ensure()
-        self.state = State(self.home, busy_timeout=self.settings.lock_timeout, manual_checkpoints=True)
+        self.state = SqliteStore(self.home, busy_timeout=self.settings.lock_timeout, manual_checkpoints=True)
         self.scheduler = Scheduler(self.home, self.state, self.me, self.boot_id, self.settings.lock_timeout)
         if self.dispatcher is None:
-            self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log,
-                                         self.settings.max_concurrent, nofile=self._nofile, spare=True)
+            self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log, self.settings.max_concurrent,
+                                         nofile=self._nofile, spare=True, system=self.clock)
             self.dispatcher.ready_spare()
         else:
-            self.dispatcher.state = self.state
+            self.dispatcher.store = self.dispatcher.recorder.store = self.state
 
     def _close_store(self) -> None:
         if self.state is not None:
@@ -335,27 +327,6 @@ class Daemon:
             self.selector.register(fd, selectors.EVENT_READ)
         for fd in registered - set(self.dispatcher.pidfds()):
             self.selector.unregister(fd)
-
-    def _log_report(self, report: TickReport, counted: bool) -> None:
-        for name, why in report.invalid:
-            self.log.error("job.invalid", job=name, reason=why, note="not scheduled until jobs.json is fixed")
-        for name, why in report.broken:
-            self.log.error("job.unschedulable", job=name, reason=why,
-                           note="set aside until its definition changes; the other jobs go on")
-        for name, slot, run_id in report.skipped:
-            self.log.info("job.skipped", job=name, run_id=run_id, scheduled=utc_iso(slot), reason="overlap")
-        for name, count, capped, first, newest in report.missed:
-            self.log.warning("job.missed", job=name, count=count, at_least=capped,
-                             first=utc_iso(first), newest=utc_iso(newest))
-        if report.lock_held > SLOW_TICK:
-            self.log.warning("tick.slow", lock_held_ms=round(report.lock_held * 1000, 3),
-                             phases_ms={k: round(v * 1000, 3) for k, v in report.phases.items()})
-        eventful = report.claims or report.skipped or report.missed
-        (self.log.info if eventful else self.log.debug)(
-            "tick", counted=counted, ticks=self.health.ticks, claimed=len(report.claims),
-            lock_held_ms=round(report.lock_held * 1000, 3), at=round(report.wall, 6),
-            horizon=round(report.now, 6),
-        )
 
     def _status_line(self) -> str:
         """One line for systemd's STATUS=: ticks, runs going on, what is due next."""

@@ -1,49 +1,69 @@
 """One tick's scheduling step: under `.tick.lock`, and only under it, bring the schedule state
 in line with jobs.json, pick the due jobs, apply the misfire and overlap policies, advance
-each job's next run, and record every dispatch durably as a claimed run. Nothing here starts
-a process: the caller hands the claims to the dispatcher after the lock is released.
+each job's next run, and record every dispatch durably as a claimed run, all in one transaction
+of the store. Nothing here starts a process: the caller hands the claims to the dispatcher
+after the lock is released.
+
+"Tick" names this step alone. The daemon's loop wakes for it (and for other things), and
+`hermes_cron.tick()` is a library call that runs it once and dispatches what it claimed.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 from hermes_cron import faults
-
-from hermes_cron.store import jobstore
-from hermes_cron.errors import InvalidInput, StoreError
-from hermes_cron.logic.jobs import Job
-from hermes_cron.store.jobstore import Definitions
 from hermes_cron.contract.locks import FileLock
 from hermes_cron.contract.paths import Home
-from hermes_cron.logic.policy import Decision, decide
 from hermes_cron.contract.procinfo import ProcId
-from hermes_cron.logic.schedule import AtSchedule
-from hermes_cron.store.sqlite import RUN_INSERT_COLUMNS, State
+from hermes_cron.errors import InvalidInput, StoreError
+from hermes_cron.logic import reconcile
+from hermes_cron.logic.jobs import Job
+from hermes_cron.logic.policy import Decision, decide
+from hermes_cron.logic.run import Outcome, RunState, Trigger
+from hermes_cron.store import jobstore
+from hermes_cron.store.base import Advance, NewRun, Store, TickTransaction
+from hermes_cron.store.jobstore import Definitions
 
 TICK_LOCK_TIMEOUT = 5.0
+_UNSCHEDULABLE = (InvalidInput, ValueError, OverflowError)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A run recorded as claimed, to be started once the tick lock is released."""
+    """A run recorded as claimed, as the engine passes it on to be started once the tick lock
+    is released: its id, the job as claimed, its slot, and the runs it replaces."""
 
     run_id: int
     job: Job
     scheduled: float | None
-    trigger: str
+    trigger: Trigger
     replaces: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    job: str
+    slot: float
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Missed:
+    job: str
+    count: int
+    at_least: bool  # the count was capped
+    first: float
+    newest: float
 
 
 @dataclass
 class TickReport:
     now: float
     claims: list[Claim] = field(default_factory=list)
-    skipped: list[tuple[str, float, int]] = field(default_factory=list)
-    missed: list[tuple[str, int, bool, float, float]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    missed: list[Missed] = field(default_factory=list)
     lock_held: float = 0.0
     wall: float = 0.0  # the clock when the tick ran (`now` may be a little ahead of it)
     phases: dict[str, float] = field(default_factory=dict)  # seconds since the lock was taken
@@ -51,22 +71,13 @@ class TickReport:
     broken: list[tuple[str, str]] = field(default_factory=list)  # (job, why): jobs whose times can't be computed
 
 
-def initial_next_run(job: Job, now: float) -> float | None:
-    """Where a new (or rescheduled, or resumed) job starts: its first slot after now.
-    A one-shot keeps its time even if past, so the misfire policy decides about it."""
-    sched = job.compiled
-    if isinstance(sched, AtSchedule):
-        return sched.when
-    return sched.next_after(now)
-
-
 class Scheduler:
-    """Claims due runs for one home. Holds a State connection and a cache of jobs.json."""
+    """Claims due runs for one home. Holds the store and a cache of jobs.json."""
 
-    def __init__(self, home: Home, state: State, owner: ProcId, boot_id: str,
+    def __init__(self, home: Home, store: Store, owner: ProcId, boot_id: str,
                  lock_timeout: float = TICK_LOCK_TIMEOUT):
         self.home = home
-        self.state = state
+        self.store = store
         self.owner = owner
         self.boot_id = boot_id
         self.lock_timeout = lock_timeout
@@ -95,7 +106,7 @@ class Scheduler:
         # lock is taken, not under it.
         defs = self.definitions
         if self._reconciled is not None and self._reconciled is not defs and self._diff_for is not defs:
-            self._diff = changed_jobs(self._reconciled, defs)
+            self._diff = reconcile.changed_jobs(self._reconciled.jobs, defs.jobs)
             self._diff_for = defs
         if only_requests is None:
             self._prepare(defs, time.time() if now is None else now)
@@ -109,32 +120,24 @@ class Scheduler:
             if self._invalid_for is not defs:
                 report.invalid = self._newly_invalid(defs)
             phase = report.phases
-            with self.state.transaction():
+            with self.store.tick() as tx:
                 phase["begin"] = time.monotonic() - t0
                 faults.hit("tick.locked")
-                self._sync(now, report)
+                self._sync(tx, now, report)
                 phase["sync"] = time.monotonic() - t0
                 in_flight = None
                 if only_requests is None:
-                    due = self.state.due(now)
-                    reboot = self.state.reboot_due(self.boot_id)
+                    due = tx.due(now)
+                    reboot = tx.reboot_due(self.boot_id)
                     if due or reboot:
-                        in_flight = self._in_flight()
-                        batch = _Batch()
-                        for name, first in due:
-                            self._decide(name, first, now, in_flight, report, batch)
-                        for name in reboot:
-                            self._claim(self._job(name), wall, wall, "reboot", (), report, batch, in_flight)
-                            self.state.mark_rebooted(name, self.boot_id)
-                        phase["decide"] = time.monotonic() - t0
-                        batch.flush(self.state)
+                        in_flight = tx.in_flight()
+                        self._claim_due(tx, due, reboot, now, in_flight, report)
                         phase["write"] = time.monotonic() - t0
-                open_requests = [r for r in self.state.open_requests()
-                                 if only_requests is None or r[0] in only_requests]
-                if open_requests:
-                    in_flight = in_flight if in_flight is not None else self._in_flight()
-                    for request_id, name, requested_at in open_requests:
-                        self._answer(request_id, name, wall, in_flight, report)
+                requests = [r for r in tx.open_requests() if only_requests is None or r.id in only_requests]
+                if requests:
+                    in_flight = in_flight if in_flight is not None else tx.in_flight()
+                    for r in requests:
+                        self._answer(tx, r.id, r.job, wall, in_flight, report)
                 phase["requests"] = time.monotonic() - t0
             report.lock_held = time.monotonic() - t0
             return report
@@ -144,13 +147,13 @@ class Scheduler:
     def _prepare(self, defs: Definitions, now: float) -> None:
         """Outside the lock: compile the schedules and freeze the specs of the jobs about to be
         due, so that the tick under the lock only decides and writes."""
-        for name, _ in self.state.due(now):
+        for name, _ in self.store.due(now):
             job = defs.jobs.get(name)
             if job is not None:
                 try:
                     job.compiled  # noqa: B018
                     job.spec_json  # noqa: B018
-                except (InvalidInput, ValueError, OverflowError):
+                except _UNSCHEDULABLE:
                     pass  # _decide meets it again under the lock, and sets the job aside
 
     def _newly_invalid(self, defs: Definitions) -> list[tuple[str, str]]:
@@ -163,17 +166,19 @@ class Scheduler:
 
     # steps ------------------------------------------------------------------------------
 
-    def _sync(self, now: float, report: TickReport) -> None:
+    def _sync(self, tx: TickTransaction, now: float, report: TickReport) -> None:
         """Reconcile schedule rows with jobs.json if it changed since the last reconcile. When
         the rows reflect the version this scheduler reconciled last, only the jobs that differ
         between the two versions are touched (one hand edit in 10,000 jobs touches one row)."""
         previous, defs = self._reconciled, self.definitions
-        stored = self.state.get_meta("defs_sig")
+        stored = tx.reconcile_sig()
         if stored != defs.sig.text():
             only = None
             if previous is not None and stored == previous.sig.text():
-                only = self._diff if self._diff_for is defs else changed_jobs(previous, defs)
-            report.broken += reconcile(self.state, defs, now, self.boot_id, only)
+                only = self._diff if self._diff_for is defs else reconcile.changed_jobs(previous.jobs, defs.jobs)
+            changes, broken = reconcile.plan(tx.sched_rows(only), defs.jobs, now, self.boot_id, only)
+            tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()})
+            report.broken += broken
         self._reconciled = defs
 
     def _job(self, name: str) -> Job:
@@ -183,176 +188,74 @@ class Scheduler:
             raise StoreError(f"schedule row for {name!r} has no definition in {self.home.jobs}")
         return job
 
-    def _in_flight(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for job, run_id in self.state.open_run_ids():
-            out.setdefault(job, []).append(run_id)
-        return out
-
-    def _decide(self, name: str, first: float, now: float, in_flight: dict[str, list[int]],
-                report: TickReport, batch: _Batch) -> None:
-        job = self._job(name)
-        try:
-            d: Decision = decide(job.compiled, first, now, job.misfire_grace, job.overlap,
-                                 tuple(in_flight.get(name, ())))
-            job.spec_json  # noqa: B018
-        except (InvalidInput, ValueError, OverflowError) as e:
-            # One job whose times can't be computed never stops the others: it is set aside
-            # (no next run) until its definition changes, and reported once.
-            batch.advance(name, None, None, False)
-            report.broken.append((name, f"{type(e).__name__}: {e}"))
-            return
+    def _claim_due(self, tx: TickTransaction, due: list[tuple[str, float]], reboot: list[str], now: float,
+                   in_flight: dict[str, list[int]], report: TickReport) -> None:
+        """Decide every due job, then write all the runs and advances with two statements."""
+        runs: list[NewRun] = []
+        claimed: list[tuple[int, Job, float | None, Trigger, tuple[int, ...]]] = []  # index into runs
+        skipped: list[tuple[int, str, float]] = []
+        advances: list[Advance] = []
         wall = report.wall
-        if d.missed is not None:
-            batch.run(None, job=name, trigger="schedule", scheduled=d.missed.newest, state="done", status="missed",
-                      claimed_at=wall, ended_at=wall, missed_count=d.missed.count, first_missed=d.missed_first,
-                      reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) passed unrun "
-                      "(daemon down, machine asleep, or later than the misfire grace)")
-            report.missed.append((name, d.missed.count, d.missed.capped, d.missed_first or first, d.missed.newest))
-        if d.fire is not None:
-            if d.skipped:
-                fire = d.fire
-                batch.run(lambda run_id: report.skipped.append((name, fire, run_id)),
-                          job=name, trigger="schedule", scheduled=fire, state="done", status="skipped",
-                          claimed_at=wall, ended_at=wall,
-                          reason=f"run(s) {', '.join(map(str, in_flight[name]))} still in flight (overlap: skip)")
-            else:
-                self._claim(job, d.fire, wall, "schedule", d.replaces, report, batch, in_flight)
-        batch.advance(name, d.next_run, d.fire if d.fire is not None else (d.missed.newest if d.missed else None),
-                      d.done)
+        for name, first in due:
+            job = self._job(name)
+            try:
+                d: Decision = decide(job.compiled, first, now, job.misfire_grace, job.overlap,
+                                     tuple(in_flight.get(name, ())))
+                spec = job.spec_json
+            except _UNSCHEDULABLE as e:
+                # One job whose times can't be computed never stops the others: it is set aside
+                # (no next run) until its definition changes, and reported once.
+                advances.append(Advance(name, None, None, False))
+                report.broken.append((name, f"{type(e).__name__}: {e}"))
+                continue
+            if d.missed is not None:
+                runs.append(NewRun(name, Trigger.SCHEDULE, d.missed.newest, wall, RunState.DONE, Outcome.MISSED,
+                                   missed_count=d.missed.count, first_missed=d.missed_first,
+                                   reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) "
+                                   "passed unrun (daemon down, machine asleep, or later than the misfire grace)"))
+                report.missed.append(Missed(name, d.missed.count, d.missed.capped, d.missed_first or first,
+                                            d.missed.newest))
+            if d.fire is not None and d.skipped:
+                skipped.append((len(runs), name, d.fire))
+                runs.append(NewRun(name, Trigger.SCHEDULE, d.fire, wall, RunState.DONE, Outcome.SKIPPED,
+                                   reason=f"run(s) {', '.join(map(str, in_flight[name]))} still in flight "
+                                   "(overlap: skip)"))
+            elif d.fire is not None:
+                claimed.append((len(runs), job, d.fire, Trigger.SCHEDULE, d.replaces))
+                runs.append(NewRun(name, Trigger.SCHEDULE, d.fire, wall, owner=self.owner, replaces=d.replaces,
+                                   spec=spec))
+            advances.append(Advance(name, d.next_run, d.fire if d.fire is not None else
+                                    (d.missed.newest if d.missed else None), d.done))
+        for name in reboot:
+            job = self._job(name)
+            claimed.append((len(runs), job, wall, Trigger.REBOOT, ()))
+            runs.append(NewRun(name, Trigger.REBOOT, wall, wall, owner=self.owner, spec=job.spec_json))
+            tx.mark_rebooted(name, self.boot_id)
+        ids = tx.insert_runs(runs)
+        tx.advance(advances)
+        for index, name, slot in skipped:
+            report.skipped.append(Skipped(name, slot, ids[index]))
+        for index, job, slot, trigger, replaces in claimed:
+            report.claims.append(Claim(ids[index], job, slot, trigger, replaces))
+            in_flight.setdefault(job.name, []).append(ids[index])
 
-    def _claim(self, job: Job, scheduled: float | None, wall: float, trigger: str, replaces: tuple[int, ...],
-               report: TickReport, batch: _Batch | None = None, in_flight: dict[str, list[int]] | None = None) -> int:
-        """Record a claimed run; with a batch, the id comes when the batch is flushed."""
-        def claimed(run_id: int) -> None:
-            report.claims.append(Claim(run_id, job, scheduled, trigger, replaces))
-            if in_flight is not None:
-                in_flight.setdefault(job.name, []).append(run_id)
-
-        values = dict(job=job.name, trigger=trigger, scheduled=scheduled, state="claimed", claimed_at=wall,
-                      owner_pid=self.owner.pid, owner_start=self.owner.start,
-                      replaces=json.dumps(list(replaces)) if replaces else None, spec=job.spec_json)
-        if batch is not None:
-            batch.run(claimed, **values)
-            return -1
-        run_id = self.state.insert_run(**values)
-        claimed(run_id)
-        return run_id
-
-    def _answer(self, request_id: int, name: str, now: float, in_flight: dict[str, list[int]],
-                report: TickReport) -> None:
+    def _answer(self, tx: TickTransaction, request_id: int, name: str, now: float,
+                in_flight: dict[str, list[int]], report: TickReport) -> None:
         assert self._defs is not None
         job = self._defs.jobs.get(name)
         if job is None:
-            self.state.answer_request(request_id, None, f"no job named {name!r}")
+            tx.answer_request(request_id, None, f"no job named {name!r}")
             return
         running = tuple(in_flight.get(name, ()))
         if running and job.overlap == "skip":
-            run_id = self.state.insert_run(
-                job=name, trigger="manual", scheduled=now, state="done", status="skipped",
-                claimed_at=now, ended_at=now,
-                reason=f"run(s) {', '.join(map(str, running))} still in flight (overlap: skip)",
-            )
-            report.skipped.append((name, now, run_id))
+            [run_id] = tx.insert_runs([NewRun(name, Trigger.MANUAL, now, now, RunState.DONE, Outcome.SKIPPED,
+                                              reason=f"run(s) {', '.join(map(str, running))} still in flight "
+                                              "(overlap: skip)")])
+            report.skipped.append(Skipped(name, now, run_id))
         else:
             replaces = running if job.overlap == "replace" else ()
-            run_id = self._claim(job, now, now, "manual", replaces, report, in_flight=in_flight)
-        self.state.answer_request(request_id, run_id, None)
-
-
-class _Batch:
-    """The writes of one tick's decisions, made with two executemany calls instead of a couple
-    of statements per due job (the lock is held for them)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple] = []
-        self.then: list[Callable[[int], None] | None] = []
-        self.advances: list[tuple] = []
-
-    def run(self, then: Callable[[int], None] | None, **values: Any) -> None:
-        self.rows.append(tuple(values.get(c) for c in RUN_INSERT_COLUMNS))
-        self.then.append(then)
-
-    def advance(self, job: str, next_run: float | None, last_slot: float | None, done: bool) -> None:
-        self.advances.append((next_run, last_slot, int(done), job))
-
-    def flush(self, state: State) -> None:
-        if self.rows:
-            first = state.insert_runs(self.rows)
-            for offset, then in enumerate(self.then):
-                if then is not None:
-                    then(first + offset)
-        if self.advances:
-            state.advance_many(self.advances)
-
-
-def changed_jobs(old: Definitions, new: Definitions) -> set[str]:
-    """Names whose schedule state two versions of jobs.json disagree on."""
-    out = set(old.jobs.keys() ^ new.jobs.keys())
-    for name, job in new.jobs.items():
-        before = old.jobs.get(name)
-        if before is not None and (before.fingerprint != job.fingerprint or before.enabled != job.enabled):
-            out.add(name)
-    return out
-
-
-def reconcile(state: State, defs: Definitions, now: float, boot_id: str,
-              only: set[str] | None = None) -> list[tuple[str, str]]:
-    """Bring the schedule rows in line with the definitions (inside a transaction); with
-    `only`, just the rows of those jobs.
-
-    A new job, or one whose schedule, zone or anchor changed, starts from its first slot after
-    now. A resumed job does too: the time it spent paused is not caught up. @reboot jobs
-    added during a boot first run at the next boot, as in cron. Returns the jobs whose first
-    slot can't be computed, with why: they get no next run, and the others go on.
-    """
-    broken: list[tuple[str, str]] = []
-    if only is None:
-        found = state.query("SELECT job, fingerprint, enabled, done FROM sched")
-        names = defs.jobs.keys() | {r[0] for r in found}
-    else:
-        names = only
-        found = [r for chunk in _chunks(sorted(only), 500) for r in state.query(
-            f"SELECT job, fingerprint, enabled, done FROM sched WHERE job IN ({','.join('?' * len(chunk))})",
-            tuple(chunk))]
-    rows = {job: (fp, bool(enabled), bool(done)) for job, fp, enabled, done in found}
-    conn = state.conn
-    for name in names:
-        job = defs.jobs.get(name)
-        row = rows.get(name)
-        if job is not None:
-            try:
-                first = initial_next_run(job, now) if row is None or row[0] != job.fingerprint or \
-                    (job.enabled and not row[2] and not row[1]) else None
-            except (InvalidInput, ValueError, OverflowError) as e:
-                broken.append((name, f"{type(e).__name__}: {e}"))
-                job = None
-        if job is None:
-            if row is not None:
-                conn.execute("DELETE FROM sched WHERE job = ?", (name,))
-            continue
-        if row is not None and row[0] == job.fingerprint and row[1] == job.enabled:
-            continue
-        if row is None:
-            conn.execute(
-                "INSERT INTO sched(job, fingerprint, enabled, kind, next_run, done, boot_id) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                (name, job.fingerprint, int(job.enabled), job.kind, first, boot_id),
-            )
-        elif row[0] != job.fingerprint:
-            conn.execute(
-                "UPDATE sched SET fingerprint = ?, enabled = ?, kind = ?, next_run = ?, done = 0, "
-                "boot_id = COALESCE(boot_id, ?) WHERE job = ?",
-                (job.fingerprint, int(job.enabled), job.kind, first, boot_id, name),
-            )
-        else:
-            if job.enabled and not row[2]:
-                conn.execute("UPDATE sched SET enabled = 1, next_run = ? WHERE job = ?", (first, name))
-            else:
-                conn.execute("UPDATE sched SET enabled = ? WHERE job = ?", (int(job.enabled), name))
-    state.set_meta("defs_sig", defs.sig.text())
-    state.set_meta("invalid_jobs", json.dumps({n: v.reason for n, v in defs.invalid.items()}))
-    return broken
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+            [run_id] = tx.insert_runs([NewRun(name, Trigger.MANUAL, now, now, owner=self.owner, replaces=replaces,
+                                              spec=job.spec_json)])
+            report.claims.append(Claim(run_id, job, now, Trigger.MANUAL, replaces))
+            in_flight.setdefault(name, []).append(run_id)
+        tx.answer_request(request_id, run_id, None)

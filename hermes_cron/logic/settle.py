@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from hermes_cron.logic.run import RunState
+
 
 class Token(Enum):
     """What a run's start token says."""
@@ -38,7 +40,7 @@ class Action(Enum):
 class Facts:
     """What is durably known about a run in flight (not done, and with no result file)."""
 
-    state: str  # "claimed" (recorded, not handed to a supervisor) or "running" (handed over)
+    state: RunState  # CLAIMED (not handed to a supervisor yet), HANDED or RUNNING
     token: Token
     token_detail: str  # who took the token (pid, or the run or reason that cancelled it)
     scheduled: float | None
@@ -77,7 +79,7 @@ def settle(f: Facts) -> Decision:
 
 def _unstarted(f: Facts) -> Decision:
     """No start token: nobody started the run, and whoever takes the token next decides."""
-    if f.state == "claimed":
+    if f.state is RunState.CLAIMED:
         if f.scheduled is not None and f.scheduled > f.now:
             return Decision(Action.LEAVE, "claimed ahead of its slot")
         if f.misfire_grace is None:
@@ -106,8 +108,8 @@ def read_token(token: dict | None, present: bool) -> tuple[Token, str]:
     """The kind of a start token, from its parsed content (None: missing or unreadable)."""
     if token is None:
         return (Token.UNREADABLE, "") if present else (Token.NONE, "")
-    if "reaper_pid" in token:
-        return Token.SUPERVISOR, str(token.get("reaper_pid"))
+    if "supervisor_pid" in token or "reaper_pid" in token:  # reaper_pid: written before 0.2
+        return Token.SUPERVISOR, str(token.get("supervisor_pid", token.get("reaper_pid")))
     if "abandoned_by" in token:
         return Token.ABANDONED, str(token["abandoned_by"])
     if "cancelled" in token:

@@ -1,12 +1,4 @@
-"""The files other programs read: the heartbeat and the pidfile. The watchdog needs only this.
-
-`.ticker_heartbeat` (JSON) is written atomically by the tick loop at start and every N ticks:
-  time, pid, pid_start, boot_id, ticks, tick_interval, heartbeat_every, interval_s (the time
-  between two heartbeats, so a reader can judge staleness with no other configuration),
-  last_ok_tick, last_error {time, kind, message}, consecutive_failures, running, next_due,
-  started_at, home, version.
-
-`hermes-cron.pid`: the pid alone on the first line (what `kill $(head -1 FILE)` and systemd's
+"""`hermes-cron.pid`: the pid alone on the first line (what `kill $(head -1 FILE)` and systemd's
 PIDFile= read), then one JSON line with pid, pid_start, boot_id, argv, home, started_at.
 """
 
@@ -20,42 +12,6 @@ from typing import Any
 from hermes_cron.contract.files import atomic_write, read_small
 from hermes_cron.contract.command import daemon_command
 from hermes_cron.contract.procinfo import ProcId, boot_id, cmdline
-
-HEARTBEAT_VERSION = 1
-STALE_FACTOR = 2.0  # a heartbeat that hasn't moved for this many heartbeat intervals is stale
-DEFAULT_INTERVAL = 300.0  # assumed when a heartbeat doesn't say (60 s ticks x 5)
-
-
-def stale_threshold(hb: dict[str, Any] | None) -> float:
-    """How long a heartbeat may stand still before it counts as stale: STALE_FACTOR times the
-    interval the heartbeat itself declares, so readers need no other configuration."""
-    interval = (hb or {}).get("interval_s")
-    return STALE_FACTOR * (float(interval) if isinstance(interval, (int, float)) and interval > 0 else DEFAULT_INTERVAL)
-
-
-def failing(hb: dict[str, Any], threshold: float) -> bool:
-    """Alive but failing: the heartbeat moves, but no tick has succeeded for `threshold`."""
-    last_ok = hb.get("last_ok_tick") or hb.get("started_at")
-    now = hb.get("time")
-    if not isinstance(now, (int, float)) or not isinstance(last_ok, (int, float)):
-        return bool(hb.get("consecutive_failures"))
-    return bool(hb.get("consecutive_failures")) and now - last_ok >= threshold
-
-
-def write_heartbeat(path: str, data: dict[str, Any]) -> None:
-    atomic_write(path, (json.dumps({"version": HEARTBEAT_VERSION, **data}, sort_keys=True) + "\n").encode())
-
-
-def read_heartbeat(path: str, owner: int | None = None) -> dict[str, Any] | None:
-    """The heartbeat, or None if there is none. A file that can't be parsed reads as None too:
-    readers treat it like a missing heartbeat (a daemon that never wrote a good one)."""
-    raw = read_small(path, owner=owner)
-    try:
-        data = json.loads(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
 
 @dataclass(frozen=True)
 class PidInfo:

@@ -1,0 +1,224 @@
+"""Job operations as the CLI (and any program) uses them: add, edit, remove, pause, resume,
+and the jobs with where they stand (list, show). Each edit is a read-modify-write of jobs.json under the store lock, followed by
+a reconcile of the schedule state, and a nudge to a running daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from hermes_cron.store import jobstore
+from hermes_cron.contract.pidfile import read_pidfile, verify
+from hermes_cron.errors import InvalidInput, JobExists, JobNotFound
+from hermes_cron.logic.jobs import Job
+from hermes_cron.store.jobstore import Definitions
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import boot_id
+from hermes_cron.logic.schedule import check_fires
+from hermes_cron.app.runs import record_ended, waiting_results
+from hermes_cron.logic import reconcile
+from hermes_cron.logic.reconcile import SchedRow, initial_next_run
+from hermes_cron.logic.run import Outcome
+from hermes_cron.store.base import Store
+from hermes_cron.store.runfiles import RunFiles
+from hermes_cron.store.sqlite import SqliteStore
+
+
+def _checked(job: Job, now: float) -> Job:
+    check_fires(job.compiled, now)
+    if job.cwd is not None and not os.path.isdir(job.cwd):
+        why = "is not a directory" if os.path.exists(job.cwd) else "does not exist"
+        raise InvalidInput(f"job {job.name!r}: working directory {job.cwd} {why}")
+    return job
+
+
+def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str, str] | None = None,
+          forget: str | None = None) -> Any:
+    """Apply `change` to the jobs under the store lock, then reconcile state and nudge the daemon.
+    With `stops` (job name, why), the job's scheduled runs that are claimed but not yet started
+    are cancelled too, still under the lock."""
+    store = SqliteStore(home)  # opened first: a broken state database aborts before anything is written
+    try:
+        def after(defs: Definitions) -> None:
+            sync_schedule(store, defs, time.time())
+            if stops is not None:
+                cancel_unstarted(home, store, *stops)
+
+        result = jobstore.mutate(home, change, after, forget=forget)
+    finally:
+        store.close()
+    nudge_daemon(home)
+    return result
+
+
+def sync_schedule(store: Store, defs: Definitions, now: float) -> None:
+    """Bring the schedule rows in line with `defs` at once (the daemon would at its next tick)."""
+    with store.tick() as tx:
+        changes, _ = reconcile.plan(tx.sched_rows(), defs.jobs, now, boot_id())
+        tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()})
+
+
+def nudge_daemon(home: Home) -> bool:
+    """Wake a running daemon (SIGUSR1) so it sees a change now, not at its next tick."""
+    proc = verify(read_pidfile(home.pidfile))
+    if proc is None:
+        return False
+    try:
+        os.kill(proc.pid, signal.SIGUSR1)
+        return True
+    except OSError:
+        return False
+
+
+def add_job(home: Home, job: Job) -> Job:
+    now = time.time()
+    if not job.created:
+        job = job.evolve(created=now, anchor=job.anchor or float(int(now)))
+    _checked(job, now)
+
+    def change(jobs: dict[str, Job]) -> Job:
+        if job.name in jobs:
+            raise JobExists(f"a job named {job.name!r} already exists (use edit to change it)")
+        jobs[job.name] = job
+        return job
+
+    return _edit(home, change)
+
+
+def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
+    """Change fields of a job. A new schedule or zone re-anchors interval schedules at now."""
+    now = time.time()
+    jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
+
+    def change(jobs: dict[str, Job]) -> Job:
+        old = _get(jobs, name)
+        fields = dict(changes)
+        env_set = fields.pop("env_set", None)
+        env_unset = fields.pop("env_unset", None)
+        if env_set is not None or env_unset is not None:
+            env = dict(old.env)
+            env.update(env_set or {})
+            for key in env_unset or ():
+                env.pop(key, None)
+            fields["env"] = tuple(sorted(env.items()))
+        if "schedule" in fields or "tz" in fields:
+            fields.setdefault("anchor", float(int(now)))
+        new = old.evolve(**fields)
+        if new.fingerprint != old.fingerprint:
+            _checked(new, now)
+        elif new.cwd != old.cwd:
+            _checked(new, now)
+        jobs[name] = new
+        return new
+
+    return _edit(home, change)
+
+
+def remove_job(home: Home, name: str) -> Job | None:
+    """Remove a job, or an invalid entry of jobs.json by its name."""
+    if name in jobstore.load(home).invalid:
+        return _edit(home, lambda jobs: None, (name, "job removed"), forget=name)
+    return _edit(home, lambda jobs: jobs.pop(name) if name in jobs else _get(jobs, name), (name, "job removed"))
+
+
+def set_enabled(home: Home, name: str, enabled: bool) -> Job:
+    jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
+
+    def change(jobs: dict[str, Job]) -> Job:
+        jobs[name] = _get(jobs, name).evolve(enabled=enabled)
+        return jobs[name]
+
+    return _edit(home, change, None if enabled else (name, "job paused"))
+
+
+def cancel_unstarted(home: Home, store: Store, name: str, why: str) -> int:
+    """Cancel a job's scheduled runs that were claimed but have not started, recording each as
+    skipped. The daemon claims a slot a moment before it comes (up to a second, in a burst), so
+    without this a pause or a removal made in that moment would not hold for that slot. The run's
+    start token decides between this and the supervisor about to start it: whoever creates it
+    first wins. Manual runs (`trigger`) are left alone. Returns how many were cancelled."""
+    cancelled = 0
+    for run in store.open_runs():
+        if run.job != name or run.trigger != "schedule":
+            continue
+        if RunFiles(home.run_dir(run.job, run.id)).take_token({"cancelled": why}):
+            record_ended(home, store, run, Outcome.SKIPPED, f"{why} before it started")
+            cancelled += 1
+    return cancelled
+
+
+def _get(jobs: dict[str, Job], name: str) -> Job:
+    try:
+        return jobs[name]
+    except KeyError:
+        raise JobNotFound(f"no job named {name!r}") from None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with where it stands: next run, last status, runs in flight."""
+
+    job: Job
+    next_run: float | None
+    completed: bool
+    last_status: Outcome | None
+    last_ended: float | None
+    running: int
+
+    def to_dict(self) -> dict[str, Any]:
+        from hermes_cron.logic.zones_lite import utc_iso
+
+        return {
+            **self.job.to_dict(),
+            "state": self.state_text,
+            "next_run": utc_iso(self.next_run),
+            "last_status": self.last_status,
+            "last_ended": utc_iso(self.last_ended),
+            "running": self.running,
+        }
+
+    @property
+    def state_text(self) -> str:
+        if self.completed:
+            return "completed"
+        return "enabled" if self.job.enabled else "paused"
+
+
+def job_views(home: Home, names: list[str] | None = None) -> list[JobView | jobstore.Invalid]:
+    """The jobs with where they stand, and the invalid entries of jobs.json with why, by name."""
+    defs = jobstore.load(home)
+    rows: dict[str, SchedRow] = {}
+    last: dict[str, tuple[Outcome | None, float | None]] = {}
+    running: dict[str, int] = {}
+    if os.path.exists(home.state):
+        store = SqliteStore(home)
+        try:
+            rows = store.sched_rows()
+            last = store.last_outcomes()
+            for run in waiting_results(home, store.open_runs()):
+                if run.open:
+                    running[run.job] = running.get(run.job, 0) + 1
+                elif run.outcome is not None and run.outcome.ran:
+                    last[run.job] = (run.outcome, run.ended_at)
+        finally:
+            store.close()
+    now = time.time()
+    out = []
+    for name in names if names is not None else sorted(defs.jobs.keys() | defs.invalid.keys()):
+        if name in defs.invalid and name not in defs.jobs:
+            out.append(defs.invalid[name])
+            continue
+        job = defs.get(name)
+        row = rows.get(name)
+        if row is not None and row.fingerprint == job.fingerprint:
+            next_run, completed = row.next_run, row.done
+        else:
+            next_run, completed = initial_next_run(job, now), False
+        if not job.enabled:
+            next_run = None
+        status, ended = last.get(name, (None, None))
+        out.append(JobView(job, next_run, completed, status, ended, running.get(name, 0)))
+    return out

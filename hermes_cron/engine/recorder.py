@@ -1,0 +1,71 @@
+"""Recording how runs ended: a run's result (its supervisor's, or one whoever settles it
+gives) goes to the store as the run's end, its job's history is pruned to the runs it keeps, and
+the pruned runs' folders are deleted. Used by the dispatcher, and by the commands that end
+runs themselves (a pause cancelling a claimed run, `stop --jobs`, `trigger` in the foreground).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+from hermes_cron.contract.files import remove_tree
+from hermes_cron.contract.paths import Home
+from hermes_cron.errors import HermesCronError
+from hermes_cron.logic.run import Outcome, RunResult
+from hermes_cron.store.base import RunRecord, Store
+from hermes_cron.store.runfiles import RUN_DEPTH, RunFiles
+
+
+class Recorder:
+    def __init__(self, home: Home, store: Store, log: Any, clock: Callable[[], float] = time.time):
+        self.home = home
+        self.store = store
+        self.log = log
+        self.clock = clock
+
+    def files(self, job: str, run_id: int) -> RunFiles:
+        return RunFiles(self.home.run_dir(job, run_id))
+
+    def finish(self, run: RunRecord, outcome: Outcome, reason: str | None) -> bool:
+        """Record a run that ended without a result of its supervisor's."""
+        return self.record(run, RunResult(outcome, self.clock(), reason=reason))
+
+    def record(self, run: RunRecord, result: RunResult) -> bool:
+        """Record the run's result (DONE), prune its job's history, and log it."""
+        spec = run.job_spec
+        changed, pruned = self.store.finish(run.id, result, spec.keep_runs if spec is not None else None)
+        for old in pruned:
+            self._remove_run_folder(run.job, old)
+        if changed:
+            started = result.started_at or run.started_at
+            fields = dict(job=run.job, run_id=run.id, status=str(result.outcome), exit_code=result.exit_code,
+                          signal=result.signal,
+                          duration_s=round(result.ended_at - started, 3) if started else None)
+            if result.reason:
+                fields["reason"] = result.reason
+            (self.log.info if result.outcome is Outcome.SUCCEEDED else self.log.warning)("job.finished", **fields)
+        return changed
+
+    def _remove_run_folder(self, job: str, run_id: int) -> None:
+        """Delete a pruned run's folder through descriptors (files.remove_tree): a symlink on
+        the way or inside is never followed, so nothing outside the home is ever deleted."""
+        folder, name = os.path.split(self.home.run_dir(job, run_id))
+        try:
+            remove_tree(folder, name, RUN_DEPTH - 1)
+        except FileNotFoundError:
+            pass
+        except (OSError, HermesCronError) as e:
+            self.log.error("run.prune_failed", job=job, run_id=run_id, error=str(e))
+
+    def collect(self) -> list[RunRecord]:
+        """Record every finished run whose result file waits; return the runs still open."""
+        still_open = []
+        for run in self.store.open_runs():
+            result = self.files(run.job, run.id).read_result()
+            if result is not None:
+                self.record(run, result)
+            else:
+                still_open.append(run)
+        return still_open

@@ -1,0 +1,33 @@
+"""What a tick is logged as: its claims, skips and misses, the jobs set aside, and a warning
+with the phases when it held the tick lock too long."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hermes_cron.engine.ticker import TickReport
+from hermes_cron.logic.zones_lite import utc_iso
+
+SLOW_TICK = 0.05  # a tick holding the lock longer than this is logged as a warning, with its phases
+
+
+def log_report(log: Any, report: TickReport, counted: bool, ticks: int) -> None:
+    for name, why in report.invalid:
+        log.error("job.invalid", job=name, reason=why, note="not scheduled until jobs.json is fixed")
+    for name, why in report.broken:
+        log.error("job.unschedulable", job=name, reason=why,
+                       note="set aside until its definition changes; the other jobs go on")
+    for s in report.skipped:
+        log.info("job.skipped", job=s.job, run_id=s.run_id, scheduled=utc_iso(s.slot), reason="overlap")
+    for m in report.missed:
+        log.warning("job.missed", job=m.job, count=m.count, at_least=m.at_least,
+                         first=utc_iso(m.first), newest=utc_iso(m.newest))
+    if report.lock_held > SLOW_TICK:
+        log.warning("tick.slow", lock_held_ms=round(report.lock_held * 1000, 3),
+                         phases_ms={k: round(v * 1000, 3) for k, v in report.phases.items()})
+    eventful = report.claims or report.skipped or report.missed
+    (log.info if eventful else log.debug)(
+        "tick", counted=counted, ticks=ticks, claimed=len(report.claims),
+        lock_held_ms=round(report.lock_held * 1000, 3), at=round(report.wall, 6),
+        horizon=round(report.now, 6),
+    )

@@ -1,0 +1,39 @@
+"""What the daemon wakes for next, decided from the times alone (pure).
+
+The loop wakes at the earliest of: the next tick boundary, the next due slot, and the next
+deadline of a run it watches. A due slot is woken for early (the lead), so its runs are
+claimed and handed to their supervisors before the slot, and start on it; a burst of many
+runs due at once gets more lead, up to a cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Wake this long before a due slot: claim it (durably: the commit is fsynced, and a VM's disk
+# now and then takes a few hundred ms for that), hand it to a supervisor, and start it on the
+# slot. The lead absorbs that jitter instead of the job's start time.
+LEAD = 0.25
+LEAD_PER_RUN = 0.00025  # and this much earlier for each run due at that moment (bursts),
+MAX_LEAD = 1.0  # but never more than this
+
+
+@dataclass(frozen=True)
+class Wake:
+    target: float  # the moment something is due: a tick, a slot or a deadline
+    at: float  # when to wake for it (target minus the lead)
+
+
+def next_wake(next_tick: float, next_due: float | None, due_count: int, deadline: float | None) -> Wake:
+    target, lead = next_tick, LEAD
+    if next_due is not None and next_due <= target:
+        target = next_due
+        lead += min(due_count * LEAD_PER_RUN, MAX_LEAD)
+    if deadline is not None:
+        target = min(target, deadline)
+    return Wake(target, target - lead)
+
+
+def boundary_after(now: float, step: float) -> float:
+    """The first tick boundary after `now`: ticks fall on wall-clock multiples of the interval."""
+    return (now // step + 1) * step

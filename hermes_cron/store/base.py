@@ -1,0 +1,201 @@
+"""The store's seam: the records it keeps and the operations the engine and the commands use.
+
+`SqliteStore` (store/sqlite.py, with jobs.json beside it) is the first implementation; a
+second backend (PostgreSQL, for several hosts on one schedule) implements the same protocols.
+Every change of a run's state goes through `finish`, `hand_over`, `mark_started` or
+`take_over`, each conditioned on the states logic/run.py allows, so an illegal or stale
+transition changes nothing and says so (False).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.errors import InvalidInput
+from hermes_cron.logic.sched import SchedChange, SchedRow
+from hermes_cron.logic.run import OPEN, Outcome, RunResult, RunState, Trigger
+from hermes_cron.logic.zones_lite import utc_iso
+
+
+if TYPE_CHECKING:
+    from hermes_cron.logic.jobs import Job
+
+
+def _proc(pid: int | None, start: int | None) -> ProcId | None:
+    return None if pid is None or start is None else ProcId(int(pid), int(start))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the store keeps it."""
+
+    id: int
+    job: str
+    trigger: Trigger
+    scheduled: float | None
+    state: RunState
+    outcome: Outcome | None
+    claimed_at: float
+    owner_pid: int | None
+    owner_start: int | None
+    started_at: float | None
+    ended_at: float | None
+    supervisor_pid: int | None
+    supervisor_start: int | None
+    job_pid: int | None
+    job_start: int | None
+    exit_code: int | None
+    signal: int | None
+    missed_count: int | None
+    first_missed: float | None
+    reason: str | None
+    output: str | None
+    output_bytes: int | None
+    replaces: tuple[int, ...]
+    spec: str | None
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN
+
+    @cached_property
+    def job_spec(self) -> Job | None:
+        """The job as it was when this run was claimed (parsed once); None if the run has no copy,
+        or one that is not valid any more (a newer release's limits)."""
+        from hermes_cron.logic.jobs import Job  # parsed only when asked: `status` never loads job code
+
+        if not self.spec:
+            return None
+        try:
+            return Job.from_dict(json.loads(self.spec))
+        except (InvalidInput, ValueError, TypeError, RecursionError):
+            return None
+
+    @property
+    def owner(self) -> ProcId | None:
+        return _proc(self.owner_pid, self.owner_start)
+
+    @property
+    def supervisor(self) -> ProcId | None:
+        return _proc(self.supervisor_pid, self.supervisor_start)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return max(0.0, self.ended_at - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as `history --json` shows it."""
+        return {
+            "id": self.id, "job": self.job, "trigger": str(self.trigger), "scheduled": utc_iso(self.scheduled),
+            "state": str(self.state), "status": None if self.outcome is None else str(self.outcome),
+            "claimed_at": utc_iso(self.claimed_at), "owner_pid": self.owner_pid,
+            "started_at": utc_iso(self.started_at), "ended_at": utc_iso(self.ended_at),
+            "supervisor_pid": self.supervisor_pid, "job_pid": self.job_pid, "exit_code": self.exit_code,
+            "signal": self.signal, "missed_count": self.missed_count, "first_missed": utc_iso(self.first_missed),
+            "reason": self.reason, "output": self.output, "output_bytes": self.output_bytes,
+            "duration_s": None if self.duration is None else round(self.duration, 3),
+            "replaces": list(self.replaces),
+        }
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to insert: claimed (to be started), or done at once (a skipped or missed slot)."""
+
+    job: str
+    trigger: Trigger
+    scheduled: float | None
+    claimed_at: float
+    state: RunState = RunState.CLAIMED
+    outcome: Outcome | None = None
+    owner: ProcId | None = None
+    replaces: tuple[int, ...] = ()
+    spec: str | None = None
+    missed_count: int | None = None
+    first_missed: float | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.state is RunState.DONE) != (self.outcome is not None):
+            raise ValueError("a run is inserted claimed without an outcome, or done with one")
+        if self.state not in (RunState.CLAIMED, RunState.DONE):
+            raise ValueError(f"a run can't be inserted {self.state}")
+
+
+@dataclass(frozen=True)
+class Advance:
+    """A job's schedule moving on after a tick's decision."""
+
+    job: str
+    next_run: float | None
+    last_slot: float | None
+    done: bool
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    job: str
+    requested_at: float
+
+
+@dataclass
+class StatusFacts:
+    """What `status` reads from the store, without loading any schedule code."""
+
+    jobs: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, str] = field(default_factory=dict)
+    reconciled_sig: str | None = None
+    in_flight: list[dict[str, Any]] = field(default_factory=list)
+    next: list[dict[str, Any]] = field(default_factory=list)
+    recent_failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TickTransaction(Protocol):
+    """What the scheduler does under the tick lock, in one transaction of the store."""
+
+    def reconcile_sig(self) -> str | None: ...
+    def sched_rows(self, only: set[str] | None = None) -> dict[str, SchedRow]: ...
+    def apply_sched_changes(self, changes: list[SchedChange], defs_sig: str, invalid: dict[str, str]) -> None: ...
+    def due(self, now: float) -> list[tuple[str, float]]: ...
+    def reboot_due(self, boot_id: str) -> list[str]: ...
+    def mark_rebooted(self, job: str, boot_id: str) -> None: ...
+    def in_flight(self) -> dict[str, list[int]]: ...
+    def insert_runs(self, runs: list[NewRun]) -> list[int]: ...
+    def advance(self, advances: list[Advance]) -> None: ...
+    def open_requests(self) -> list[Request]: ...
+    def answer_request(self, request_id: int, run_id: int | None, error: str | None) -> None: ...
+
+
+class Store(Protocol):
+    """Runs and schedule state, for the engine and the commands."""
+
+    def close(self) -> None: ...
+    def idle(self) -> None: ...  # housekeeping when nothing is due (SQLite: a WAL checkpoint)
+    def tick(self) -> AbstractContextManager[TickTransaction]: ...
+    # schedule
+    def sched_rows(self) -> dict[str, SchedRow]: ...
+    def due(self, now: float) -> list[tuple[str, float]]: ...
+    def next_due(self) -> float | None: ...
+    def due_count(self, at: float) -> int: ...
+    def upcoming(self, limit: int) -> list[tuple[str, float]]: ...
+    # runs
+    def run(self, run_id: int) -> RunRecord | None: ...
+    def open_runs(self) -> list[RunRecord]: ...
+    def history(self, job: str | None, limit: int) -> list[RunRecord]: ...
+    def latest_started(self, job: str) -> RunRecord | None: ...
+    def last_outcomes(self) -> dict[str, tuple[Outcome | None, float | None]]: ...
+    def hand_over(self, handed: list[tuple[int, ProcId | None]]) -> None: ...
+    def mark_started(self, started: list[tuple[int, float, ProcId | None]]) -> None: ...
+    def take_over(self, run: RunRecord, owner: ProcId) -> bool: ...
+    def finish(self, run_id: int, result: RunResult, keep: int | None) -> tuple[bool, list[int]]: ...
+    # trigger requests
+    def add_request(self, job: str, now: float) -> int: ...
+    def request(self, request_id: int) -> tuple[bool, int | None, str | None] | None: ...
