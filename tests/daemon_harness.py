@@ -125,6 +125,8 @@ def kill_leftovers(home: Home) -> None:
                 pid = token.get("supervisor_pid", token.get("reaper_pid")) if name == "start" else int(text.split()[0])
             except (OSError, ValueError, KeyError, IndexError):
                 continue
+            if not isinstance(pid, int):
+                continue  # a token taken by a cancel, a replace or an abandon: no process
             try:
                 (os.killpg if use_group else os.kill)(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

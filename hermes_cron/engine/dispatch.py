@@ -111,7 +111,7 @@ class Dispatcher:
             pid = spare.assign(launches)
         else:
             pid = self.os.spawn(launches, self._notify_w, self.detach)
-        supervisor = ProcId.of(pid) if pid else None
+        supervisor = self.os.proc(pid) if pid else None
         if not self.detach:
             self._children[pid] = [c.run_id for c in claims]
             for c in claims:

@@ -48,6 +48,10 @@ class System:
         except ChildProcessError:
             return None
 
+    def proc(self, pid: int) -> ProcId | None:
+        """The identity (pid and start time) of a live process."""
+        return ProcId.of(pid)
+
     def alive(self, proc: ProcId | None) -> bool:
         return proc is not None and proc.alive()
 

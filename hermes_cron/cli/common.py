@@ -1,0 +1,78 @@
+"""What every command shares: the command group, the home and who acts on it, JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from hermes_cron import __version__
+
+
+class Context:
+    def __init__(self, home: str | None, store: dict):
+        self._home_opt = home
+        self._store = store
+
+    @property
+    def home(self):  # -> paths.Home
+        """The home, once this process has settled who it acts as on it (see access.py): root on
+        another user's home becomes that user here, before any file in it is read."""
+        from hermes_cron.contract.paths import Home, resolve_home
+
+        root = resolve_home(self._home_opt)
+        if "acting" not in self._store:
+            from hermes_cron.contract.access import settle
+
+            self._store["acting"] = settle(root, preload=_preload)
+        return Home(root)
+
+    @property
+    def became_user(self) -> bool:
+        """Whether root became the home's owner to act on it (settled by `home`)."""
+        return bool(self._store.get("acting"))
+
+
+def _home_option(f):
+    def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            ctx.ensure_object(dict)["home"] = value
+        return value
+
+    return click.option("--home", metavar="PATH", expose_value=False, callback=remember, is_eager=True,
+                        help="HERMES_HOME to use (default: $HERMES_HOME, else ~/.hermes).")(f)
+
+
+def _ctx() -> Context:
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    home = (ctx.obj or {}).get("home") or (root.obj or {}).get("home")
+    return Context(home, root.ensure_object(dict))
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@_home_option
+@click.version_option(__version__, prog_name="hermes-cron")
+def cli() -> None:
+    """hermes-cron: a cron daemon that fires on time and never loses a run."""
+
+
+def _preload() -> None:
+    """Import every module a command may need, while we are still root: the user we become may
+    not be allowed to read this installation (a Python under /root, say)."""
+    import importlib
+    import pkgutil
+
+    import hermes_cron
+
+    for module in pkgutil.walk_packages(hermes_cron.__path__, "hermes_cron."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    for name in ("json", "pwd", "re", "shlex", "selectors", "shutil", "socket", "sqlite3",
+                 "subprocess", "zoneinfo", "resource", "select", "signal", "errno", "fcntl"):
+        importlib.import_module(name)

@@ -1,0 +1,252 @@
+"""Job commands: add, edit, remove, pause, resume, list, show, next, export."""
+# The store, engine and schedule code are imported inside the commands on purpose: every
+# command's start imports this module, and `status` must start fast.
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import click
+
+from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli
+from hermes_cron.cli.options import _common_fields, _edit_options, _job_options, _parse_env
+from hermes_cron.cli.render import clip, next_text
+from hermes_cron.contract.cli_types import Count
+from hermes_cron.errors import InvalidInput
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("name")
+@_job_options
+@click.argument("command", nargs=-1, required=True)
+@_home_option
+def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
+    """Add a job: hermes-cron add NAME --schedule EXPR [options] -- COMMAND [ARG]..."""
+    from hermes_cron.logic.jobs import Job
+    from hermes_cron.app.jobs import add_job
+    from hermes_cron.logic.zones import local_zone_name
+
+    fields = _common_fields(opts)
+    fields.setdefault("tz", local_zone_name())
+    shell = bool(opts.get("shell"))
+    if shell:
+        _one_shell_string(command)
+    job = Job(name=name, command=tuple(command), shell=shell, enabled=not opts.get("paused"),
+              env=tuple(sorted(_parse_env(opts["env"]).items())), **fields)
+    job = add_job(_ctx().home, job)
+    _warn_if_missing(job)
+    click.echo(f"added {job.name}: {job.schedule} ({job.tz}), next run {next_text(job, time.time())}")
+
+
+def _one_shell_string(command: tuple[str, ...]) -> None:
+    if len(command) != 1:
+        raise InvalidInput(f"--shell takes the command as one string, not {len(command)} words: quote it, "
+                           f"e.g. --shell -- {' '.join(command)!r}")
+
+
+def _warn_if_missing(job) -> None:  # job: jobs.Job
+    """A command that isn't there now gets a warning, not a refusal: PATH may differ at run time."""
+    import shutil
+
+    if job.shell:
+        return
+    program = job.command[0]
+    path = dict(job.env).get("PATH", os.environ.get("PATH", ""))
+    found = os.access(program, os.X_OK) and not os.path.isdir(program) if "/" in program else \
+        shutil.which(program, path=path) is not None
+    if not found:
+        where = "does not exist or is not executable" if "/" in program else f"is not on PATH ({path})"
+        click.echo(f"hermes-cron: warning: {program!r} {where}; unless it is there when the job runs, "
+                   "the run will fail with exit 127 (command not found)", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@_edit_options
+@click.argument("command", nargs=-1)
+@_home_option
+def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
+    """Change a job: only the options given change; -- COMMAND replaces the command."""
+    from hermes_cron.app.jobs import edit_job
+
+    changes = _common_fields(opts)
+    if opts.get("no_timeout"):
+        changes["timeout"] = None
+    if opts.get("no_cwd"):
+        changes["cwd"] = None
+    if opts["env"]:
+        changes["env_set"] = _parse_env(opts["env"])
+    if opts["unset_env"]:
+        changes["env_unset"] = list(opts["unset_env"])
+    if opts.get("shell"):
+        changes["shell"] = True
+    if opts.get("no_shell"):
+        changes["shell"] = False
+    if command:
+        if changes.get("shell"):
+            _one_shell_string(command)
+        changes["command"] = tuple(command)
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one option or a new command")
+    if "shell" in changes and "command" not in changes:
+        raise InvalidInput("--shell/--no-shell needs the command too (after --)")
+    job = edit_job(_ctx().home, name, changes)
+    if "command" in changes:
+        _warn_if_missing(job)
+    click.echo(f"edited {job.name}: {job.schedule} ({job.tz}), next run {next_text(job, time.time())}")
+
+
+@cli.command()
+@click.argument("name")
+@_home_option
+def remove(name: str) -> None:
+    """Remove a job. Its history stays; runs in flight finish and are recorded."""
+    from hermes_cron.app.jobs import remove_job
+
+    remove_job(_ctx().home, name)
+    click.echo(f"removed {name}")
+
+
+@cli.command()
+@click.argument("name")
+@_home_option
+def pause(name: str) -> None:
+    """Pause a job: it stays defined but doesn't run."""
+    from hermes_cron.app.jobs import set_enabled
+
+    set_enabled(_ctx().home, name, False)
+    click.echo(f"paused {name}")
+
+
+@cli.command()
+@click.argument("name")
+@_home_option
+def resume(name: str) -> None:
+    """Resume a paused job from its next slot (paused time is not caught up)."""
+    from hermes_cron.app.jobs import set_enabled
+
+    job = set_enabled(_ctx().home, name, True)
+    click.echo(f"resumed {name}, next run {next_text(job, time.time())}")
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option
+def list_(as_json: bool) -> None:
+    """List the jobs with their next run and last status."""
+    from hermes_cron.store.jobstore import Invalid
+    from hermes_cron.app.jobs import job_views
+    from hermes_cron.logic.zones import format_instant, load_zone
+
+    views = job_views(_ctx().home)
+    if as_json:
+        _emit_json([v.to_dict() for v in views])
+        return
+    if not views:
+        click.echo("no jobs (add one with: hermes-cron add NAME --schedule EXPR -- COMMAND)")
+        return
+    click.echo(f"{'NAME':<16} {'SCHEDULE':<15} {'NEXT RUN':<25} {'LAST':<10} STATE")
+    for v in views:
+        if isinstance(v, Invalid):
+            click.echo(f"{clip(v.name, 16):<16} {'?':<15} {'-':<25} {'-':<10} INVALID: {v.reason}")
+            continue
+        nxt = format_instant(v.next_run, load_zone(v.job.tz)) if v.next_run else "-"
+        state = f"running:{v.running}" if v.running else v.state_text
+        click.echo(f"{clip(v.job.name, 16):<16} {clip(v.job.schedule, 15):<15} {nxt:<25} "
+                   f"{clip(str(v.last_status or '-'), 10):<10} {state}".rstrip())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option
+def show(name: str, as_json: bool) -> None:
+    """Show one job in full."""
+    from hermes_cron.logic.durations import format_duration
+    from hermes_cron.logic.schedule import upcoming
+    from hermes_cron.app.jobs import job_views
+    from hermes_cron.logic.zones import format_instant, load_zone
+
+    view = job_views(_ctx().home, [name])[0]
+    if as_json:
+        _emit_json(view.to_dict())
+        return
+    if not hasattr(view, "job"):  # an invalid entry of jobs.json
+        click.echo(f"{'name:':<15}{view.name}\n{'state:':<15}INVALID: {view.reason}\n"
+                   f"{'entry:':<15}{json.dumps(view.entry, ensure_ascii=False)[:2000]}\n"
+                   f"{'to do:':<15}fix it in jobs.json by hand, or: hermes-cron remove {view.name}")
+        return
+    job = view.job
+    zone = load_zone(job.tz)
+    nexts = [view.next_run] + upcoming(job.compiled, view.next_run, 2) if view.next_run else []
+    rows = [
+        ("name", job.name),
+        ("command", job.command_text() + ("   (shell)" if job.shell else "")),
+        ("schedule", f"{job.schedule}   ({job.tz})"),
+        ("state", view.state_text + (f", {view.running} running" if view.running else "")),
+        ("next runs", ", ".join(format_instant(t, zone) for t in nexts) or "-"),
+        ("last status", str(view.last_status or "-")),
+        ("timeout", format_duration(job.timeout) if job.timeout else "none"),
+        ("overlap", job.overlap),
+        ("misfire grace", format_duration(job.misfire_grace)),
+        ("kill grace", format_duration(job.kill_grace)),
+        ("cwd", job.cwd or "$HOME"),
+        ("env", " ".join(f"{k}={v}" for k, v in job.env) or "-"),
+        ("output cap", f"{job.output_cap} bytes"),
+        ("keep runs", str(job.keep_runs)),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':<15}{value}")
+
+
+@cli.command(name="next")
+@click.argument("expr")
+@click.option("--tz", metavar="ZONE", help="IANA time zone (default: this machine's).")
+@click.option("--count", "-n", default=5, show_default=True, type=Count(1, 1000))
+@click.option("--from", "start", metavar="TIME", help="Start from this ISO time instead of now.")
+@click.option("--name", "hash_key", default="", metavar="JOB", help="Job name that spreads H fields.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: str, as_json: bool) -> None:
+    """Preview the next fire times of a schedule, with their UTC offsets."""
+    import time
+
+    from hermes_cron.logic.schedule import RebootSchedule, check_fires, parse_at, parse_schedule, upcoming
+    from hermes_cron.logic.zones import format_instant, load_zone, local_zone_name
+    from hermes_cron.logic.zones_lite import utc_iso
+
+    tz = tz or local_zone_name()
+    zone = load_zone(tz)
+    t0 = parse_at(start, zone, "--from") if start else time.time()
+    sched = parse_schedule(expr, tz, hash_key=hash_key, anchor=float(int(t0)))
+    if isinstance(sched, RebootSchedule):
+        raise InvalidInput("@reboot runs once per boot; it has no fire times to preview")
+    check_fires(sched, t0)
+    times = upcoming(sched, t0, count)
+    if as_json:
+        _emit_json({"expression": expr, "tz": tz, "times": [
+            {"local": format_instant(t, zone), "utc": utc_iso(t)} for t in times]})
+        return
+    for t in times:
+        click.echo(f"{format_instant(t, zone)}   ({utc_iso(t)})")
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
+@_home_option
+def export(output: str | None) -> None:
+    """Print the jobs and where each stands, as JSON (a readable copy of the stores)."""
+    from hermes_cron import __version__
+    from hermes_cron.app.jobs import job_views
+
+    doc = {"hermes_cron": __version__, "home": _ctx().home.root,
+           "jobs": [v.to_dict() for v in job_views(_ctx().home)]}
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if output:
+        from hermes_cron.contract.files import atomic_write
+
+        atomic_write(os.path.abspath(output), text.encode(), ours=0)
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,129 @@
+"""Option sets written once: a job's fields (add, edit) and the daemon's `run` options, which
+`run` declares with their defaults and `start` and `restart` pass on."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from hermes_cron.contract.cli_types import Count, Seconds
+from hermes_cron.contract.logs import FORMATS, LEVELS
+from hermes_cron.errors import InvalidInput
+
+
+
+def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--env {pair!r} is not KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def _parse_size(text: str) -> int:
+    """A size as people type it (1048576, 512K, 1M), within the output cap's range."""
+    import re
+
+    from hermes_cron.logic.jobs import OUTPUT_CAP
+
+    m = re.fullmatch(r"\s*([0-9]{1,30})\s*([kmg]i?b?|b)?\s*", text.lower())
+    if not m:
+        raise InvalidInput(f"output cap {text!r} is not a size (e.g. 1048576, 512K, 1M)")
+    scale = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[(m.group(2) or "")[:1]]
+    size = int(m.group(1)) * scale
+    if not OUTPUT_CAP[0] <= size <= OUTPUT_CAP[1]:
+        raise InvalidInput(f"output cap {text!r} is out of range: 1K to 1G")
+    return size
+
+
+def _job_options(f, for_edit: bool = False):
+    options = [
+        click.option("--schedule", "-s", metavar="EXPR", required=not for_edit,
+                     help="Cron expression, @macro, 'every 5m', 'at 2026-12-01T09:00' or @reboot."),
+        click.option("--tz", metavar="ZONE", help="IANA time zone (default: this machine's)."),
+        click.option("--timeout", metavar="DURATION", help="Stop the run after this long (e.g. 10m)."),
+        click.option("--overlap", type=click.Choice(["skip", "allow", "replace"]),
+                     help="When due while still running: skip (default), allow, replace."),
+        click.option("--misfire-grace", metavar="DURATION",
+                     help="Run a missed slot if no older than this (default 10m)."),
+        click.option("--kill-grace", metavar="DURATION", help="Between SIGTERM and SIGKILL (default 10s)."),
+        click.option("--cwd", metavar="DIR", help="Working directory (default: $HOME)."),
+        click.option("--env", "env", multiple=True, metavar="K=V", help="Extra environment variable."),
+        click.option("--output-cap", metavar="SIZE", help="Keep at most this much output per run (default 1M)."),
+        click.option("--keep-runs", type=Count(1, 1_000_000), metavar="N",
+                     help="Runs kept in history, 1 to 1000000 (default 50)."),
+        click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
+    ]
+    if for_edit:
+        options += [
+            click.option("--no-timeout", is_flag=True, help="Remove the timeout."),
+            click.option("--no-cwd", is_flag=True, help="Use the default working directory."),
+            click.option("--unset-env", multiple=True, metavar="K", help="Remove an environment variable."),
+            click.option("--no-shell", is_flag=True, help="COMMAND is an argv list."),
+        ]
+    else:
+        options.append(click.option("--paused", is_flag=True, help="Add the job paused."))
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _edit_options(f):
+    return _job_options(f, for_edit=True)
+
+
+def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
+    from hermes_cron.logic.durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, parse_duration
+
+    out: dict[str, Any] = {}
+    if opts.get("schedule") is not None:
+        out["schedule"] = opts["schedule"]
+    if opts.get("tz") is not None:
+        out["tz"] = opts["tz"]
+    if opts.get("timeout") is not None:
+        out["timeout"] = parse_duration(opts["timeout"], "timeout", TIMEOUT)
+    if opts.get("overlap") is not None:
+        out["overlap"] = opts["overlap"]
+    if opts.get("misfire_grace") is not None:
+        out["misfire_grace"] = parse_duration(opts["misfire_grace"], "misfire grace", MISFIRE_GRACE)
+    if opts.get("kill_grace") is not None:
+        out["kill_grace"] = parse_duration(opts["kill_grace"], "kill grace", KILL_GRACE)
+    if opts.get("cwd") is not None:
+        out["cwd"] = os.path.abspath(os.path.expanduser(opts["cwd"]))
+    if opts.get("output_cap") is not None:
+        out["output_cap"] = _parse_size(opts["output_cap"])
+    if opts.get("keep_runs") is not None:
+        out["keep_runs"] = opts["keep_runs"]
+    return out
+
+
+# The daemon's options: (flag, type, default, help for `run`). contract/command.py's RUN_OPTIONS
+# names the same flags for the command line that start, restart and the watchdog build.
+DAEMON_OPTIONS: list[tuple[str, Any, Any, str | None]] = [
+    ("--tick-interval", Seconds(0.1, 3600), 60.0, "Seconds between ticks; ticks fall on multiples of it."),
+    ("--heartbeat-every", Count(1, 10_000), 5, "Write the heartbeat every N ticks."),
+    ("--max-concurrent", Count(1, 100_000), None, "Most runs at once (default: no limit)."),
+    ("--log-format", click.Choice(FORMATS), "auto", None),
+    ("--log-file", click.Path(dir_okay=False), None, "Append logs here (SIGHUP reopens it)."),
+    ("--log-level", click.Choice(LEVELS), "info", None),
+]
+
+
+def run_options(f):
+    """`run`: each option with its default."""
+    for flag, kind, default, text in reversed(DAEMON_OPTIONS):
+        extra = {"default": default, "show_default": True} if default is not None else {}
+        f = click.option(flag, type=kind, help=text, **extra)(f)
+    return f
+
+
+def passed_on_options(f):
+    """`start` and `restart`: the same options, passed on to the daemon they start."""
+    for flag, kind, _, _ in reversed(DAEMON_OPTIONS):
+        text = "As for run (default: cron/daemon.log)." if flag == "--log-file" else "As for run."
+        f = click.option(flag, type=kind, help=text)(f)
+    return f

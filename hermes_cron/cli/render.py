@@ -1,0 +1,94 @@
+"""Text for the terminal, built from data: pure functions that return strings, with no output
+of their own (the commands echo what these return)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hermes_cron.logic.durations import format_duration
+from hermes_cron.logic.zones_lite import utc_iso
+
+
+def next_text(job, now: float) -> str:
+    """When a job runs next, in its zone."""
+    # schedule code is loaded here, not at the top: `status` uses this module and starts fast
+    from hermes_cron.logic.reconcile import initial_next_run
+    from hermes_cron.logic.schedule import RebootSchedule
+    from hermes_cron.logic.zones import format_instant, load_zone
+
+    if not job.enabled:
+        return "none (paused)"
+    if isinstance(job.compiled, RebootSchedule):
+        return "at the next boot"
+    nxt = initial_next_run(job, now)
+    return format_instant(nxt, load_zone(job.tz)) if nxt is not None else "none"
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return format_duration(round(seconds)) if seconds >= 1 else f"{seconds:.1f}s"
+
+
+def run_status(run) -> str:
+    """A run's outcome (or state) with its exit code or signal, as history and trigger show it."""
+    text = str(run.outcome or run.state)
+    if run.exit_code is not None and run.outcome != "succeeded":
+        text += f" (exit {run.exit_code})"
+    if run.signal:
+        text += f" (signal {run.signal})"
+    if run.outcome == "missed" and run.missed_count:
+        text += f" x{run.missed_count}"
+    return text
+
+
+def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
+    """`status` as text, from status_report()'s report and exit code."""
+    verdict = {0: "running", 1: "dead (pidfile left behind)", 3: "not running", 150: "running but UNHEALTHY"}[code]
+    lines = [("hermes-cron", f"{verdict}" + (f", pid {r['pid']}, up {age(r['uptime_s'])}" if r["running"] else "")),
+             ("home", r["home"]), ("version", r["version"])]
+    if r["stale_pidfile"]:
+        lines.append(("pidfile", f"stale: {r['stale_pidfile']}"))
+    if r["running"]:
+        if r["heartbeat_age_s"] is None:
+            lines.append(("heartbeat", "none yet"))
+        else:
+            stale = " STALE" if r["heartbeat_stale"] else ""
+            lines.append(("heartbeat", f"{age(r['heartbeat_age_s'])} ago (stale after "
+                                       f"{age(r['heartbeat_stale_after_s'])}){stale}, {r['ticks']} ticks"))
+        last_ok = r["last_ok_tick"]
+        lines.append(("last good tick", f"{utc_iso(last_ok)} ({age(now - last_ok)} ago)" if last_ok else "never"))
+    if r["last_error"]:
+        e = r["last_error"]
+        lines.append(("last error", f"{utc_iso(e.get('time'))} {e.get('kind')}: {e.get('message')}"))
+    if r["store_error"]:
+        lines.append(("store", f"UNREADABLE: {r['store_error']}"))
+    j = r["jobs"]
+    lines.append(("jobs", f"{j.get('enabled', 0)} enabled, {j.get('paused', 0)} paused, {j.get('completed', 0)} completed"
+                  + (f", {j['invalid']} INVALID" if j.get("invalid") else "")))
+    for i, bad in enumerate(r.get("invalid_jobs") or []):
+        lines.append(("invalid" if i == 0 else "", f"{bad['job']}: {bad['reason']}"))
+    lines.append(("running", ", ".join(f"{x['job']} (run {x['run_id']}, {age(x['age_s'])})" for x in r["in_flight"])
+                  or "none"))
+    for i, n in enumerate(r["next"]):
+        lines.append(("next" if i == 0 else "", f"{n['at']}  {n['job']}"))
+    for i, f in enumerate(r["recent_failures"]):
+        what = f["status"] + (f" (exit {f['exit_code']})" if f["exit_code"] is not None else "") + \
+            (f" (signal {f['signal']})" if f["signal"] else "")
+        lines.append(("failures" if i == 0 else "", f"{f['ended']}  {f['job']} run {f['run_id']}: {what}"))
+    return [f"{key + (':' if key else ''):<16}{value}" for key, value in lines]
+
+
+def history_row(r) -> str:
+    """One run as a line of `history`."""
+    duration = "-" if r.duration is None else f"{r.duration:.2f}s" if r.duration < 60 else age(r.duration)
+    started = (utc_iso(r.started_at) or "-")[:19].replace("T", " ")
+    scheduled = (utc_iso(r.scheduled) or "-")[:19].replace("T", " ")
+    return f"{r.id:>6}  {scheduled:<20} {started:<20} {duration:>9}  {run_status(r)}"
+
+
+HISTORY_HEADER = f"{'RUN':>6}  {'SCHEDULED':<20} {'STARTED':<20} {'DURATION':>9}  STATUS"

@@ -1,0 +1,109 @@
+"""Commands on jobs at work: trigger, history, logs."""
+# The store, engine and schedule code are imported inside the commands on purpose: every
+# command's start imports this module, and `status` must start fast.
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli
+from hermes_cron.cli.render import HISTORY_HEADER, history_row, run_status
+from hermes_cron.contract.cli_types import Count
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--wait", is_flag=True, help="Follow the run to its end and exit with the job's exit status.")
+@_home_option
+def trigger(name: str, wait: bool) -> None:
+    """Run a job now (the overlap policy holds). Asks a running daemon; without one, runs it here."""
+    from hermes_cron.app.runs import trigger as trigger_job, wait_run
+    from hermes_cron.logic.run import exit_status
+
+    home = _ctx().home
+    run_id, here = trigger_job(home, name)
+    run = wait_run(home, run_id) if (wait or here) else None
+    if run is None:
+        click.echo(f"triggered {name}: run {run_id}")
+        return
+    click.echo(f"{name} run {run_id}: {run_status(run)}")
+    if wait:
+        sys.exit(exit_status(run.outcome, run.exit_code, run.signal))
+
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--limit", "-n", default=20, show_default=True, type=Count(0, 1_000_000), help="0 for all.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option
+def history(name: str, limit: int, as_json: bool) -> None:
+    """A job's runs, newest first: scheduled time, start, duration, status, exit code or signal."""
+    from hermes_cron.app.runs import history as job_history
+
+    found = job_history(_ctx().home, name, limit)
+    if as_json:
+        _emit_json([r.to_dict() for r in found])
+        return
+    click.echo(HISTORY_HEADER)
+    for r in found:
+        click.echo(history_row(r))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--run", "run_id", type=Count(1, 2**63 - 1), help="Which run (default: the latest).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing while the run goes on.")
+@_home_option
+def logs(name: str, run_id: int | None, follow: bool) -> None:
+    """Print a run's output (stdout and stderr), the latest run by default."""
+    import time
+
+    from hermes_cron.app.runs import run_output
+    from hermes_cron.store.runfiles import RunFiles
+
+    home = _ctx().home
+    run = run_output(home, name, run_id)
+    files = RunFiles(home.run_dir(run.job, run.id))
+    out = sys.stdout.buffer
+    offset = 0
+    while True:
+        chunk = _read_output(files, offset)
+        if chunk:
+            out.write(chunk)
+            out.flush()
+            offset += len(chunk)
+        if not follow:
+            return
+        current = run_output(home, name, run.id)
+        if not current.open:
+            if not chunk:
+                return
+            continue
+        time.sleep(0.2)
+
+
+
+def _read_output(files, offset: int) -> bytes:  # files: store.runfiles.RunFiles
+    """What a run's output.log holds past `offset`, read without following a symlink."""
+    try:
+        dfd = files.open()
+    except FileNotFoundError:
+        return b""
+    try:
+        try:
+            fd = os.open("output.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+        except FileNotFoundError:
+            return b""
+        try:
+            chunks = []
+            while chunk := os.pread(fd, 1 << 20, offset + sum(map(len, chunks))):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)

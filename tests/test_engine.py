@@ -1,0 +1,269 @@
+"""The engine without processes: the real scheduler, store, dispatcher and adoption code, with
+engine/system.py replaced by tests/fakes.py, driven through a run's whole life in milliseconds:
+add -> tick -> hand over -> start -> finish -> record, and overlap, misfire, timeouts and
+adoption. The real-process tests (test_daemon*.py) check the same behaviour with real
+supervisors; these check the decisions and records, quickly."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from fakes import KILL, TERM, FakeSystem
+from hermes_cron.app.jobs import add_job
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.engine.dispatch import Dispatcher
+from hermes_cron.engine.ticker import Scheduler
+from hermes_cron.logic.jobs import Job
+from hermes_cron.logic.run import IllegalTransition, Outcome, RunResult, RunState, transition
+from hermes_cron.store.sqlite import SqliteStore
+
+OWNER = ProcId(7, 7)
+
+
+class Events:
+    """A logger that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict]] = []
+
+    def _log(self, event: str, **kw) -> None:
+        self.seen.append((event, kw))
+
+    info = warning = error = debug = _log
+
+    def named(self, event: str) -> list[dict]:
+        return [kw for name, kw in self.seen if name == event]
+
+
+@pytest.fixture
+def engine(tmp_path):
+    home = Home(str(tmp_path / "hermes"))
+    store = SqliteStore(home)
+    system = FakeSystem(now=time.time())
+    log = Events()
+    dispatcher = Dispatcher(home, store, OWNER, log, system=system)
+    scheduler = Scheduler(home, store, OWNER, "boot-a")
+    yield home, store, system, log, scheduler, dispatcher
+    store.close()
+
+
+def add(home: Home, name: str, schedule: str = "every 1m", **kw) -> Job:
+    return add_job(home, Job(name=name, command=("true",), schedule=schedule, tz="UTC", **kw))
+
+
+def slot(store: SqliteStore, name: str) -> float:
+    return store.sched_rows()[name].next_run
+
+
+def tick_at(scheduler, dispatcher, system, at: float):
+    system.now = at
+    report = scheduler.tick(at)
+    dispatcher.submit(report.claims)
+    return report
+
+
+def test_a_run_from_claim_to_record(engine):
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job")
+    at = slot(store, "job")
+    report = tick_at(scheduler, dispatcher, system, at)
+    [claim] = report.claims
+    run = store.run(claim.run_id)
+    assert run.state is RunState.HANDED and run.started_at is None, "handed over, not started yet"
+    assert slot(store, "job") == at + 60, "the schedule moved on under the lock"
+    system.now = at + 0.5
+    job = system.start(claim.run_id)
+    system.now = at + 2
+    system.end(claim.run_id)
+    system.exit(run.supervisor_pid)
+    dispatcher.reap_children()
+    done = store.run(claim.run_id)
+    assert done.state is RunState.DONE and done.outcome is Outcome.SUCCEEDED
+    assert done.started_at == at + 0.5 and done.ended_at == at + 2 and done.job_pid == job.pid
+    assert [e["status"] for e in log.named("job.finished")] == ["succeeded"]
+
+
+def test_the_supervisor_reports_the_real_start(engine, tmp_path):
+    home, store, system, log, scheduler, _ = engine
+    d = Dispatcher(home, store, OWNER, log, spare=True, system=system)
+    add(home, "job")
+    report = tick_at(scheduler, d, system, slot(store, "job"))
+    [claim] = report.claims
+    job = system.start(claim.run_id)
+    os.write(d._notify_w, f"S {claim.run_id} 123.5 {job.pid} 1\n".encode())
+    d.on_notify()
+    run = store.run(claim.run_id)
+    assert run.state is RunState.RUNNING and run.started_at == 123.5 and run.job_pid == job.pid
+    system.end(claim.run_id, Outcome.FAILED, 3)
+    os.write(d._notify_w, f"E {claim.run_id}\n".encode())
+    d.on_notify()
+    run = store.run(claim.run_id)
+    assert run.outcome is Outcome.FAILED and run.exit_code == 3
+    d.close()
+
+
+def test_overlap_skip_records_the_slot_as_skipped(engine):
+    home, store, system, _, scheduler, dispatcher = engine
+    add(home, "job")
+    first = slot(store, "job")
+    [claim] = tick_at(scheduler, dispatcher, system, first).claims
+    system.start(claim.run_id)
+    report = tick_at(scheduler, dispatcher, system, first + 60)
+    assert not report.claims and [s.run_id for s in report.skipped]
+    skipped = store.run(report.skipped[0].run_id)
+    assert skipped.outcome is Outcome.SKIPPED and str(claim.run_id) in skipped.reason
+
+
+def test_overlap_replace_stops_the_earlier_run_first(engine):
+    home, store, system, _, scheduler, dispatcher = engine
+    add(home, "job", overlap="replace")
+    first = slot(store, "job")
+    [old] = tick_at(scheduler, dispatcher, system, first).claims
+    report = tick_at(scheduler, dispatcher, system, first + 60)
+    [new] = report.claims
+    assert new.replaces == (old.run_id,)
+    gone = store.run(old.run_id)  # never started: cancelled through its token
+    assert gone.outcome is Outcome.INTERRUPTED and f"replaced by run {new.run_id}" in gone.reason
+
+
+def test_slots_past_the_misfire_grace_are_recorded_missed(engine):
+    home, store, system, _, scheduler, dispatcher = engine
+    add(home, "job", misfire_grace=30.0)
+    first = slot(store, "job")
+    report = tick_at(scheduler, dispatcher, system, first + 631)  # the newest slot is 31 s late
+    [missed] = report.missed
+    assert missed.count == 11 and not report.claims
+    assert slot(store, "job") == first + 660
+    runs = store.history("job", 0)
+    assert [r.outcome for r in runs] == [Outcome.MISSED]
+
+
+def test_an_orphaned_job_is_watched_and_its_timeout_enforced(engine):
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job", timeout=5.0, kill_grace=2.0)
+    at = slot(store, "job")
+    [claim] = tick_at(scheduler, dispatcher, system, at).claims
+    job = system.start(claim.run_id)
+    supervisor = store.run(claim.run_id).supervisor_pid
+    system.exit(supervisor)  # the supervisor dies; the job lives on
+    dispatcher.reap_children()
+    assert dispatcher.watched[claim.run_id].orphan == job
+    assert dispatcher.next_deadline() == at + 5.0
+    dispatcher.enforce(at + 5.0)
+    assert system.killed(job.pid) == [TERM]
+    dispatcher.enforce(at + 7.0)
+    assert system.killed(job.pid) == [TERM, KILL]
+    system.live.discard(job.pid)
+    dispatcher.on_pidfd(dispatcher.watched[claim.run_id].pidfd)
+    run = store.run(claim.run_id)
+    assert run.outcome is Outcome.TIMED_OUT and "exit status is unknown" in run.reason
+
+
+def test_a_new_daemon_starts_a_claim_within_its_grace(engine):
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job")
+    at = slot(store, "job")
+    system.now = at
+    [claim] = scheduler.tick(at).claims  # claimed; the claiming process died before handing it over
+    heir = Dispatcher(home, store, ProcId(8, 8), log, system=system)
+    heir.recover(at + 10)
+    run = store.run(claim.run_id)
+    assert run.state is RunState.HANDED and run.owner_pid == 8
+    assert [e["action"] for e in log.named("job.adopted")] == ["start"]
+
+
+def test_a_claim_past_its_grace_is_abandoned_not_started(engine):
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job", misfire_grace=30.0)
+    at = slot(store, "job")
+    [claim] = scheduler.tick(at).claims
+    heir = Dispatcher(home, store, ProcId(8, 8), log, system=system)
+    heir.recover(at + 31)
+    run = store.run(claim.run_id)
+    assert run.outcome is Outcome.INTERRUPTED and "past the misfire grace" in run.reason
+    assert not system.supervisors
+
+
+def test_a_new_daemon_watches_a_live_supervisor_and_records_its_result(engine):
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job")
+    at = slot(store, "job")
+    [claim] = tick_at(scheduler, dispatcher, system, at).claims
+    system.start(claim.run_id)
+    heir = Dispatcher(home, store, ProcId(8, 8), log, system=system)
+    heir.recover(at + 1)
+    assert claim.run_id in heir.watched and store.run(claim.run_id).owner_pid == 8
+    system.end(claim.run_id)
+    system.exit(store.run(claim.run_id).supervisor_pid)
+    heir.on_pidfd(heir.watched[claim.run_id].pidfd)
+    assert store.run(claim.run_id).outcome is Outcome.SUCCEEDED
+
+
+def test_a_supervisor_that_died_before_starting_leaves_the_run_interrupted(engine):
+    home, store, system, _, scheduler, dispatcher = engine
+    add(home, "job")
+    [claim] = tick_at(scheduler, dispatcher, system, slot(store, "job")).claims
+    system.exit(store.run(claim.run_id).supervisor_pid)
+    dispatcher.reap_children()
+    run = store.run(claim.run_id)
+    assert run.outcome is Outcome.INTERRUPTED and "before it could start the job" in run.reason
+
+
+def test_max_concurrent_queues_the_rest(engine):
+    home, store, system, log, scheduler, _ = engine
+    d = Dispatcher(home, store, OWNER, log, max_concurrent=1, system=system)
+    add(home, "a")
+    add(home, "b")
+    at = max(slot(store, "a"), slot(store, "b"))
+    report = tick_at(scheduler, d, system, at)
+    assert len(report.claims) == 2 and len(d.watched) == 1 and len(d.queue) == 1
+    first = next(iter(d.watched))
+    system.start(first)
+    system.end(first)
+    system.exit(store.run(first).supervisor_pid)
+    d.reap_children()
+    assert len(d.watched) == 1 and not d.queue, "the queued run was handed over when room came"
+
+
+def test_a_run_is_recorded_once(engine):
+    home, store, system, _, scheduler, dispatcher = engine
+    add(home, "job")
+    [claim] = tick_at(scheduler, dispatcher, system, slot(store, "job")).claims
+    result = RunResult(Outcome.SUCCEEDED, system.now)
+    assert store.finish(claim.run_id, result, None) == (True, [])
+    assert store.finish(claim.run_id, RunResult(Outcome.FAILED, system.now), None) == (False, [])
+    assert store.run(claim.run_id).outcome is Outcome.SUCCEEDED
+    store.mark_started([(claim.run_id, 1.0, None)])
+    assert store.run(claim.run_id).state is RunState.DONE, "DONE is final"
+
+
+@pytest.mark.parametrize("frm,to,ok", [
+    (RunState.CLAIMED, RunState.HANDED, True), (RunState.HANDED, RunState.RUNNING, True),
+    (RunState.RUNNING, RunState.DONE, True), (RunState.CLAIMED, RunState.DONE, True),
+    (RunState.DONE, RunState.RUNNING, False), (RunState.RUNNING, RunState.HANDED, False),
+    (RunState.HANDED, RunState.CLAIMED, False), (RunState.DONE, RunState.DONE, False),
+])
+def test_the_transition_table(frm, to, ok):
+    if ok:
+        assert transition(frm, to) is to
+    else:
+        with pytest.raises(IllegalTransition):
+            transition(frm, to)
+
+
+def test_history_keeps_only_keep_runs(engine):
+    home, store, system, _, scheduler, dispatcher = engine
+    add(home, "job", keep_runs=2)
+    at = slot(store, "job")
+    for i in range(4):
+        [claim] = tick_at(scheduler, dispatcher, system, at + 60 * i).claims
+        system.start(claim.run_id)
+        system.end(claim.run_id)
+        system.exit(store.run(claim.run_id).supervisor_pid)
+        dispatcher.reap_children()
+    assert len(store.history("job", 0)) == 2
+    assert len(os.listdir(home.job_runs("job"))) == 2, "pruned runs' folders are removed"

@@ -1,0 +1,49 @@
+"""The CLI's text, from data alone (cli/render.py): no command, no process."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from hermes_cron.cli.render import HISTORY_HEADER, age, clip, history_row, run_status, status_lines
+from hermes_cron.logic.run import Outcome, RunState
+
+
+def run(**kw):
+    base = dict(id=7, outcome=Outcome.SUCCEEDED, state=RunState.DONE, exit_code=0, signal=None, missed_count=None,
+                duration=1.234, started_at=1_800_000_000.0, scheduled=1_800_000_000.0)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_run_status():
+    assert run_status(run()) == "succeeded"
+    assert run_status(run(outcome=Outcome.FAILED, exit_code=3)) == "failed (exit 3)"
+    assert run_status(run(outcome=Outcome.TIMED_OUT, exit_code=None, signal=9)) == "timed_out (signal 9)"
+    assert run_status(run(outcome=Outcome.MISSED, exit_code=None, missed_count=4)) == "missed x4"
+    assert run_status(run(outcome=None, state=RunState.HANDED, exit_code=None)) == "handed"
+
+
+def test_age_and_clip():
+    assert age(None) == "-" and age(0.25) == "0.2s" and age(90) == "1m30s"
+    assert clip("short", 10) == "short" and clip("a-very-long-name", 6) == "a-ver…"
+
+
+def test_history_row():
+    assert history_row(run()) == "     7  2027-01-15 08:00:00  2027-01-15 08:00:00      1.23s  succeeded"
+    assert history_row(run(duration=None, started_at=None, scheduled=None, outcome=Outcome.SKIPPED,
+                           exit_code=None)).split() == ["7", "-", "-", "-", "skipped"]
+    assert HISTORY_HEADER.split() == ["RUN", "SCHEDULED", "STARTED", "DURATION", "STATUS"]
+
+
+def test_status_lines_not_running():
+    report = {"running": False, "pid": None, "uptime_s": None, "home": "/h", "version": "1", "stale_pidfile": None,
+              "last_error": None, "store_error": None, "jobs": {"enabled": 2, "paused": 1, "completed": 0},
+              "invalid_jobs": [], "in_flight": [], "next": [{"job": "a", "at": "2027-01-15T08:00:00Z"}],
+              "recent_failures": [{"status": "failed", "exit_code": 2, "signal": None, "ended": "E", "job": "b",
+                                   "run_id": 3}]}
+    lines = status_lines(report, 3, 0.0)
+    assert lines[0] == "hermes-cron:    not running"
+    assert "jobs:           2 enabled, 1 paused, 0 completed" in lines
+    assert "running:        none" in lines
+    assert "next:           2027-01-15T08:00:00Z  a" in lines
+    assert "failures:       E  b run 3: failed (exit 2)" in lines
