@@ -87,12 +87,17 @@ def world_venv(tmp_path_factory: pytest.TempPathFactory) -> str:
     os.chmod(root, 0o755)
     venv = os.path.join(root, "venv")
     subprocess.run([interpreter, "-m", "venv", venv], check=True, capture_output=True)
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import shutil
+
+    # Installed from a clean copy of the sources: a build/ folder left in the working tree by an
+    # earlier install would otherwise put modules that no longer exist into the wheel.
+    project = os.path.join(root, "src")
+    shutil.copytree(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), project,
+                    ignore=shutil.ignore_patterns(".venv", "build", "dist", "*.egg-info", ".git", "__pycache__",
+                                                  ".pytest_cache"))
     proc = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", project],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"installing hermes-cron into {venv} failed: {proc.stderr[-2000:]}")
     yield os.path.join(venv, "bin")
-    import shutil
-
     shutil.rmtree(root, ignore_errors=True)

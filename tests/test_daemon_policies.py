@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
 
 import pytest
 
 from conftest import wait_for
-from daemon_harness import DaemonProc, finished, kill_leftovers, pid_alive, runs
+from daemon_harness import pid_alive, runs
+from hermes_cron.logic.settle import Token
+from hermes_cron.store.runfiles import RunFiles
+from hermes_cron.store.sqlite import SqliteStore
 from test_daemon import add, daemons  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -78,10 +80,10 @@ def test_reboot_job_runs_once_per_boot(cli, home, daemons):
     d.wait_event("tick", count=2, counted=True)
     assert d.stop() == 0
     assert runs(home, "boot") == [], "added during this boot: first run at the next boot"
-    conn = sqlite3.connect(home.state)
-    conn.execute("UPDATE sched SET boot_id = 'an-earlier-boot' WHERE job = 'boot'")
-    conn.commit()
-    conn.close()
+    store = SqliteStore(home)  # as if the job last ran in an earlier boot
+    with store.tick() as tx:
+        tx.mark_rebooted("boot", "an-earlier-boot")
+    store.close()
     d2 = daemons()
     d2.wait_event("job.finished", job="boot")
     assert d2.stop() == 0
@@ -137,8 +139,8 @@ def test_pause_or_remove_holds_for_a_slot_already_claimed(cli, home, daemons, tm
     d.wait_event("job.handed", run_id=claimed.id)  # the daemon handed it to a supervisor...
     run = wait_for(lambda: [x for x in runs(home) if x.id == claimed.id and x.state == "done"], 10)[0]
     assert run.outcome == "skipped" and run.reason == f"job {command}d before it started", run
-    token = json.loads(open(os.path.join(home.run_dir("job", run.id), "start")).read())
-    assert token == {"cancelled": f"job {command}d"}  # ...which found the start taken: never started
+    token = RunFiles(home.run_dir("job", run.id)).read_token()
+    assert token == (Token.CANCELLED, f"job {command}d")  # ...which found the start taken: never started
     if command == "pause":  # a manual run still works, and is the only one that ran
         r = cli("trigger", "job", "--wait")
         assert r.returncode == 0, r.stderr
