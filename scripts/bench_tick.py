@@ -100,15 +100,15 @@ def lock_hold(job_counts: list[int]) -> dict:
             state = SqliteStore(h)
             sched = Scheduler(h, state, ProcId.me(), boot_id())
             base = (time.time() // 60 + 1) * 60
-            sched.tick(base - 30)  # warm: loads jobs.json once, as a running daemon has
+            sched.claim(base - 30)  # warm: loads jobs.json once, as a running daemon has
             due_ticks, idle_ticks, due_counts = [], [], []
             for minute in range(5):
-                r = sched.tick(base + 60 * minute + 0.001)
+                r = sched.claim(base + 60 * minute + 0.001)
                 due_ticks.append(r.lock_held)
                 due_counts.append(len(r.claims))
-                idle_ticks.append(sched.tick(base + 60 * minute + 30).lock_held)
+                idle_ticks.append(sched.claim(base + 60 * minute + 30).lock_held)
             _hand_edit(h)  # one job changed in jobs.json by hand: the next tick reconciles it
-            reconcile_tick = sched.tick(base + 60 * 5 + 30).lock_held
+            reconcile_tick = sched.claim(base + 60 * 5 + 30).lock_held
             state.close()
             results[n] = {"due_median_ms": round(statistics.median(due_ticks) * 1000, 2),
                           "due_max_ms": round(max(due_ticks) * 1000, 2),

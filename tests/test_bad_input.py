@@ -11,6 +11,9 @@ import pytest
 
 from conftest import cli_env
 
+# Real commands in real processes, a few hundred ms each: in the full run, not the quick one.
+pytestmark = pytest.mark.slow
+
 BIG = "99999999999999999999999"
 FIELD_5000 = "9" * 5000
 

@@ -7,6 +7,9 @@ import os
 
 import pytest
 
+# Real commands in real processes, a few hundred ms each: in the full run, not the quick one.
+pytestmark = pytest.mark.slow
+
 
 def jobs_file(home) -> dict:
     return {j["name"]: j for j in json.load(open(home.jobs))["jobs"]}

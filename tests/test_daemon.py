@@ -49,17 +49,17 @@ def test_slow_job_never_delays_ticks_or_other_jobs(cli, home, daemons):
     d = daemons()
     d.wait_started()
     t0 = time.time()
-    d.wait_event("tick", timeout=20, count=8, counted=True)
-    time.sleep(0.5)
-    fast = [r for r in finished(home, "fast") if r.scheduled >= t0]
-    ticks = [e for e in d.events("tick", counted=True)]
-    assert len(fast) >= 5, f"only {len(fast)} every-second runs"
+    ticks = d.wait_event("tick", timeout=20, count=8, counted=True)
+    fast = wait_for(lambda: [r for r in finished(home, "fast") if r.scheduled >= t0][5:] and
+                    [r for r in finished(home, "fast") if r.scheduled >= t0], 10, what="five every-second runs")
     slots = [r.scheduled for r in fast]
     assert all(b - a == 1.0 for a, b in zip(slots, slots[1:])), f"a slot was lost: {slots}"
     lateness = [r.started_at - r.scheduled for r in fast]
     assert max(lateness) < 0.25, lateness
-    tick_times = [e["timestamp"] for e in ticks]
-    assert len(tick_times) >= 8
+    # The ticks keep their spacing beside the 5 s job (a tick held behind it would be seconds late);
+    # the first one, at start, falls where the daemon started, not on a boundary.
+    gaps = [b["horizon"] - a["horizon"] for a, b in zip(ticks[1:], ticks[2:])]
+    assert all(abs(g - 1.0) < 0.5 for g in gaps), gaps
     slow = runs(home, "slow")
     assert any(r.outcome == "skipped" for r in slow), "the overlapping slot is recorded as skipped"
     assert d.stop() == 0

@@ -61,7 +61,7 @@ def slot(store: SqliteStore, name: str) -> float:
 
 def tick_at(scheduler, dispatcher, system, at: float):
     system.now = at
-    report = scheduler.tick(at)
+    report = scheduler.claim(at)
     dispatcher.submit(report.claims)
     return report
 
@@ -168,7 +168,7 @@ def test_a_new_daemon_starts_a_claim_within_its_grace(engine):
     add(home, "job")
     at = slot(store, "job")
     system.now = at
-    [claim] = scheduler.tick(at).claims  # claimed; the claiming process died before handing it over
+    [claim] = scheduler.claim(at).claims  # claimed; the claiming process died before handing it over
     heir = Dispatcher(home, store, ProcId(8, 8), log, system=system)
     heir.recover(at + 10)
     run = store.run(claim.run_id)
@@ -180,7 +180,7 @@ def test_a_claim_past_its_grace_is_abandoned_not_started(engine):
     home, store, system, log, scheduler, dispatcher = engine
     add(home, "job", misfire_grace=30.0)
     at = slot(store, "job")
-    [claim] = scheduler.tick(at).claims
+    [claim] = scheduler.claim(at).claims
     heir = Dispatcher(home, store, ProcId(8, 8), log, system=system)
     heir.recover(at + 31)
     run = store.run(claim.run_id)

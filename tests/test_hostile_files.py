@@ -16,6 +16,9 @@ import pytest
 from conftest import cli_env, wait_for
 from daemon_harness import kill_leftovers, pid_alive
 
+# Real commands in real processes, a few hundred ms each: in the full run, not the quick one.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def outside(tmp_path):

@@ -10,6 +10,9 @@ import pytest
 
 from daemon_harness import DaemonProc, finished, kill_leftovers
 
+# Real commands in real processes, a few hundred ms each: in the full run, not the quick one.
+pytestmark = pytest.mark.slow
+
 GOOD = {"name": "good", "command": ["true"], "schedule": "every 1s", "tz": "UTC"}
 BASE = {"command": ["true"], "schedule": "@daily", "tz": "UTC"}
 

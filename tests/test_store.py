@@ -38,6 +38,7 @@ def test_files_are_private_and_schema_versioned(home: Home):
     assert not [f for f in os.listdir(home.cron) if f.endswith(".tmp")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, fragment", [
     (b'{"version": 1, "jobs": [{"name": "a", "comm', "is truncated"),
     (b"this is not json", "is not valid JSON"),
@@ -101,6 +102,7 @@ def _hold_with_filelock(path: str, ready: str, seconds: float) -> None:
         time.sleep(seconds)
 
 
+@pytest.mark.slow
 def test_store_lock_contention_is_bounded_and_reported(home: Home, tmp_path):
     """A process using the `filelock` package holds the store lock: we wait, then say who holds it."""
     pytest.importorskip("filelock")
@@ -150,6 +152,7 @@ def _add_many(root: str, prefix: str, n: int) -> None:
         add_job(home, make_job(f"{prefix}-{i}"))
 
 
+@pytest.mark.slow
 def test_four_processes_adding_fifty_jobs_each_keep_all_200(home: Home):
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_add_many, args=(home.root, f"p{k}", 50)) for k in range(4)]
@@ -169,6 +172,7 @@ def test_four_processes_adding_fifty_jobs_each_keep_all_200(home: Home):
         state.close()
 
 
+@pytest.mark.slow
 def test_concurrent_cli_adds(home: Home):
     procs = [subprocess.Popen([sys.executable, "-m", "hermes_cron", "add", f"c{i}", "-s", "@hourly", "--", "true"],
                               env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -23,7 +23,7 @@ def tick(home: str | Home | None = None, now: float | None = None, log: Any = No
     try:
         dispatcher = Dispatcher(home, store, me, log, detach=True)
         dispatcher.recorder.collect()
-        report = Scheduler(home, store, me, boot_id()).tick(now)
+        report = Scheduler(home, store, me, boot_id()).claim(now)
         dispatcher.submit(report.claims)
         return report
     finally:

@@ -68,7 +68,7 @@ def trigger(home: Home, name: str, answer_timeout: float = 10.0) -> tuple[int, b
         found = lookup(home)
         if found.proc is None:
             me = ProcId.me()
-            report = Scheduler(home, store, me, boot_id()).tick(only_requests={request_id})
+            report = Scheduler(home, store, me, boot_id()).claim(only_requests={request_id})
             if report.claims:
                 dispatcher = Dispatcher(home, store, me, Silent())
                 dispatcher.submit(report.claims)

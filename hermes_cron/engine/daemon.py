@@ -144,7 +144,7 @@ class Daemon:
         try:
             self._open_store()
             assert self.scheduler is not None and self.dispatcher is not None
-            report = self.scheduler.tick(now)
+            report = self.scheduler.claim(now)
             self.dispatcher.submit(report.claims)
             if report.claims:
                 self._last_dispatch = self.clock.time()

@@ -4,8 +4,9 @@ each job's next run, and record every dispatch durably as a claimed run, all in 
 of the store. Nothing here starts a process: the caller hands the claims to the dispatcher
 after the lock is released.
 
-"Tick" names this step alone. The daemon's loop wakes for it (and for other things), and
-`hermes_cron.tick()` is a library call that runs it once and dispatches what it claimed.
+Words: a *tick* is one pass of the daemon's loop (engine/daemon.py's `_tick`), or one call of
+`hermes_cron.tick()`: claim (this module's `Scheduler.claim`, the only part under the lock, in
+the store's one tick transaction), then hand the claims over, record and settle runs.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Scheduler:
             self._defs = jobstore.load(self.home)
         return self._defs
 
-    def tick(self, now: float | None = None, only_requests: set[int] | None = None) -> TickReport:
+    def claim(self, now: float | None = None, only_requests: set[int] | None = None) -> TickReport:
         """Claim what is due at `now` (default: the current time) and return the claims.
 
         `now` may run a few milliseconds ahead of the clock: the daemon claims a slot just
@@ -182,7 +183,7 @@ class Scheduler:
         self._reconciled = defs
 
     def _job(self, name: str) -> Job:
-        assert self._defs is not None  # loaded by tick() before it takes the lock
+        assert self._defs is not None  # loaded by claim() before it takes the lock
         job = self._defs.jobs.get(name)
         if job is None:  # reconcile keeps rows and definitions in step; this is a bug if seen
             raise StoreError(f"schedule row for {name!r} has no definition in {self.home.jobs}")
