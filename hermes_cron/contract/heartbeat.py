@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hermes_cron.contract.files import atomic_write, read_small
+from hermes_cron.logic.jsondata import json_object
 
 HEARTBEAT_VERSION = 1
 STALE_FACTOR = 2.0  # a heartbeat that hasn't moved for this many heartbeat intervals is stale
@@ -63,11 +64,8 @@ class Heartbeat:
     def from_json(cls, raw: bytes | None) -> Heartbeat | None:
         """The heartbeat in `raw`, or None if it isn't one we can read: readers treat that like
         a missing heartbeat (a daemon that never wrote a good one)."""
-        try:
-            d = json.loads(raw) if raw is not None else None
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(d, dict):
+        d = json_object(raw)
+        if d is None:
             return None
         err = d.get("last_error")
         try:

@@ -19,6 +19,8 @@ import json
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from hermes_cron.logic.jsondata import json_object
+
 
 class RunState(StrEnum):
     CLAIMED = "claimed"
@@ -120,11 +122,8 @@ class RunResult:
     def from_json(cls, raw: bytes | None) -> RunResult | None:
         """The result in a result file, or None if it isn't one (a file of ours, but never
         trusted for its types: a wrong field is dropped, a missing outcome makes it no result)."""
-        try:
-            d = json.loads(raw) if raw is not None else None
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(d, dict):
+        d = json_object(raw)
+        if d is None:
             return None
         try:
             outcome = Outcome(d.get("outcome", d.get("status")))

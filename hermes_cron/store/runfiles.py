@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from hermes_cron.contract.files import open_dir, open_private, read_small
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.errors import UnsafeHome
+from hermes_cron.logic.jsondata import json_object
 from hermes_cron.logic.run import RunResult
 from hermes_cron.logic.settle import Token, read_token
 
@@ -70,11 +71,7 @@ class RunFiles:
     def read_token(self) -> tuple[Token, str]:
         """What the start token says, and who took it (see logic/settle.py)."""
         raw = self.read(TOKEN)
-        try:
-            data = json.loads(raw) if raw is not None else None
-        except ValueError:
-            data = None
-        return read_token(data if isinstance(data, dict) else None, raw is not None)
+        return read_token(json_object(raw), raw is not None)
 
     def read_supervisor(self) -> ProcId | None:
         """The supervisor that took the start token, if one did."""

@@ -1,0 +1,15 @@
+"""Reading a JSON object from bytes that may be anything (a file of ours someone may have
+changed): the object, or None, never an exception."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def json_object(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw) if raw is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
