@@ -39,6 +39,15 @@ class LockBusy(HermesCronError):
         self.holder_pid = holder_pid
 
 
+class TickLockBusy(LockBusy):
+    """The tick lock is held by another process: another ticker (the Hermes agent's own, a
+    library caller). Contention, not a failure of ours."""
+
+    def __init__(self, message: str, holder_pid: int | None = None, holder_command: str | None = None):
+        super().__init__(message, holder_pid)
+        self.holder_command = holder_command
+
+
 class LockFailed(HermesCronError):
     """Taking a lock failed for a reason other than contention (EMFILE, EACCES, ...)."""
 

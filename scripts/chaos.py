@@ -226,7 +226,7 @@ class Chaos:
         while not self.stop.wait(0.25):
             self.stats.samples += 1
             try:
-                with open(os.path.join(self.cron, "jobs.json")) as f:
+                with open(os.path.join(self.cron, "hermes-cron-jobs.json")) as f:
                     doc = json.load(f)
                 assert doc["version"] == 1 and isinstance(doc["jobs"], list)
             except (OSError, ValueError, AssertionError, KeyError) as e:

@@ -114,4 +114,4 @@ def test_home_option_overrides_environment(cli, tmp_path):
     other = tmp_path / "other"
     assert cli("--home", str(other), "add", "x", "-s", "@daily", "--", "true").returncode == 0
     assert cli("list", "--home", str(other), "--json").stdout.count('"x"') == 1
-    assert os.path.exists(other / "cron" / "jobs.json")
+    assert os.path.exists(other / "cron" / "hermes-cron-jobs.json")

@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+from hermes_cron.contract.paths import JOBS_FILE
 from conftest import cli_env, wait_for
 from daemon_harness import kill_leftovers, pid_alive
 
@@ -226,7 +227,7 @@ def test_a_full_disk_is_named_as_such(small_disk, cli, home):
     env = {"HERMES_HOME": root}
     cli("add", "a", "-s", "@yearly", "--", "true", check=True, **env)
     _fill(small_disk)
-    jobs = open(os.path.join(root, "cron", "jobs.json"), "rb").read()
+    jobs = open(os.path.join(root, "cron", JOBS_FILE), "rb").read()
     r = cli("add", "b", "-s", "@yearly", "--", "true", **env)
     line = one_line(r)
     assert r.returncode == 9 and "disk is full" in line and "corrupt" not in line, line
@@ -235,7 +236,7 @@ def test_a_full_disk_is_named_as_such(small_disk, cli, home):
     assert r.returncode != 0 and "disk is full" in line, line
     r = cli("stop", **env)
     assert "Traceback" not in r.stderr and r.returncode == 0, r.stderr
-    assert open(os.path.join(root, "cron", "jobs.json"), "rb").read() == jobs
+    assert open(os.path.join(root, "cron", JOBS_FILE), "rb").read() == jobs
 
 
 def test_a_read_only_home_is_named_as_such(small_disk, cli, home):

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import wait_for
 from daemon_harness import kill_leftovers, pid_alive
+from hermes_cron.contract.paths import JOBS_FILE
 from hermes_cron.contract.paths import Home
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root and a real user")]
@@ -266,9 +267,9 @@ def test_a_renamed_cron_folder_can_not_steer_a_daemon_root_started(people, outsi
             os.mkdir(home.cron, 0o700)
             doc = {"version": 1, "jobs": [{"name": "evil", "command": ["/bin/sh", "-c", f"id -u > {stamp}"],
                                            "schedule": "every 1s", "tz": "UTC"}]}
-            with open(os.path.join(home.cron, "jobs.json"), "w") as f:
+            with open(os.path.join(home.cron, JOBS_FILE), "w") as f:
                 json.dump(doc, f)
-            os.chmod(os.path.join(home.cron, "jobs.json"), 0o600)
+            os.chmod(os.path.join(home.cron, JOBS_FILE), 0o600)
             os._exit(0)
         pid = os.fork()
         if pid == 0:

@@ -174,7 +174,7 @@ def test_ticks_run_jobs_as_the_hermes_cron_user(sd):
         cli(sd, "remove", "ping")
     assert cli(sd, "logs", "ping").strip() == "hermes-cron"
     # Files the CLI wrote as root on the system home belong to hermes-cron (it dropped to it).
-    assert sd.run("stat", "-c", "%U", f"{HOME}/cron/jobs.json").stdout.strip() == "hermes-cron"
+    assert sd.run("stat", "-c", "%U", f"{HOME}/cron/hermes-cron-jobs.json").stdout.strip() == "hermes-cron"
 
 
 def test_journal_reads_as_key_value_events(sd):
@@ -319,7 +319,7 @@ def test_user_install(sd):
     out = sd.run(INSTALL, "--user", "--uninstall", user="alice").stdout
     assert f"removed {units}/{DAEMON}" in out and f"removed {units}/{WATCHDOG}" in out, out
     assert sd.show(DAEMON, "LoadState", user="alice")["LoadState"] == "not-found"
-    assert sd.path("/home/alice/.hermes/cron/jobs.json").exists()
+    assert sd.path("/home/alice/.hermes/cron/hermes-cron-jobs.json").exists()
 
 
 def test_uninstall_keeps_the_data(sd):
@@ -329,7 +329,7 @@ def test_uninstall_keeps_the_data(sd):
     for unit in (DAEMON, WATCHDOG):
         props = sd.show(unit, "LoadState", "ActiveState")
         assert props == {"LoadState": "not-found", "ActiveState": "inactive"}, (unit, props)
-    assert sd.path(f"{HOME}/cron/jobs.json").exists()
-    assert "slow" in sd.path(f"{HOME}/cron/jobs.json").read_text()
+    assert sd.path(f"{HOME}/cron/hermes-cron-jobs.json").exists()
+    assert "slow" in sd.path(f"{HOME}/cron/hermes-cron-jobs.json").read_text()
     again = sd.run(INSTALL, "--system", "--uninstall").stdout
     assert "no hermes-cron units" in again, again

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 
 from hermes_cron.contract.logs import Silent
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron_watchdog.core import Watchdog
 from hermes_cron.contract.heartbeat import Heartbeat, TickError
-from hermes_cron_watchdog.judge import FAILING, GONE, HEALTHY, STALE, STARTING, Judge, Observation
+from hermes_cron_watchdog.judge import FAILING, FOREIGN, GONE, HEALTHY, STALE, STARTING, Judge, Observation
 from hermes_cron_watchdog.restarts import RestartBook
 
 BOOT = "boot-a"
@@ -107,6 +109,7 @@ class FakeSystem:
     def wall(self): return 1000.0 + self.t
     def boot_id(self): return BOOT
     def heartbeat(self): return self.hb
+    def any_heartbeat(self): return self.hb
     def pidfile(self): return None
     def daemon(self): return ProcId(self.pid, 1) if self.pid else None
     def stopped_on_purpose(self): return False
@@ -195,3 +198,28 @@ def test_under_systemd_a_start_in_progress_is_left_to_systemd(tmp_path):
     fs.state = ("failed", "failed")
     dog.check()
     assert fs.calls == [("systemctl", "hermes-cron.service", False)]
+
+
+def test_a_daemon_waiting_for_another_tickers_lock_is_not_restarted(tmp_path):
+    from hermes_cron.contract.heartbeat import LockWait
+    from hermes_cron_watchdog.judge import WAITING
+
+    fs = FakeSystem(tmp_path)
+    dog = Watchdog(fs, Silent(), check_every=1.0)
+    for step in range(40):  # far past the threshold: the heartbeat moves, the ticks wait
+        fs.t = float(step)
+        beat = hb(step, 1000 + step, ok=900)
+        fs.hb = dataclasses.replace(beat, lock_wait=LockWait(950.0, 4242, "hermes cron tick"))
+        v = dog.check()
+        assert v.state == WAITING and "pid 4242 (hermes cron tick)" in v.reason
+    assert fs.calls == [], "never restarted: a restart can't free someone else's lock"
+
+
+def test_a_foreign_heartbeat_is_named_not_starting(tmp_path):
+    from hermes_cron.contract.heartbeat import ForeignHeartbeat
+
+    j = Judge()
+    v = j.observe(Observation(None, 100, BOOT, 0.0, 0.0, 1000.0, ForeignHeartbeat(990.0, 77)))
+    assert v.state == FOREIGN and "another ticker (pid 77), 10 s ago" in v.reason
+    # ...but a daemon of ours that never writes its own is still found hung in the end
+    assert j.observe(Observation(None, 100, BOOT, 700.0, 700.0, 1700.0, ForeignHeartbeat(1690.0, 77))).state == STALE

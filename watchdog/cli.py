@@ -29,7 +29,8 @@ from . import __version__
 @click.option("--backoff", default=2.0, show_default=True, type=Seconds(0, 86400),
               help="Wait after a restart before another; doubles with each restart in the window.")
 @click.option("--backoff-max", default=300.0, show_default=True, type=Seconds(0, 86400))
-@click.option("--once", is_flag=True, help="Check once and exit: 0 healthy, 1 gone, 2 hung, 3 failing, 4 starting.")
+@click.option("--once", is_flag=True, help="Check once and exit: 0 healthy, 1 gone, 2 hung, 3 failing, 4 starting, "
+              "5 waiting for another ticker's tick lock, 6 heartbeat written by another ticker.")
 @click.option("--log-format", type=click.Choice(FORMATS), default="auto")
 @click.option("--log-file", type=click.Path(dir_okay=False))
 @click.option("--log-level", type=click.Choice(LEVELS), default="info")

@@ -10,15 +10,16 @@ from typing import Any
 
 from hermes_cron.errors import HermesCronError
 from hermes_cron.contract.files import atomic_write, read_small
+from hermes_cron.contract.heartbeat import ForeignHeartbeat, Heartbeat
 from hermes_cron.contract.locks import FileLock
 from hermes_cron.contract.notify import notify
 
-from .judge import FAILING, GONE, HEALTHY, STALE, Judge, Memory, Observation, Verdict
+from .judge import FAILING, FOREIGN, GONE, HEALTHY, STALE, STARTING, WAITING, Judge, Memory, Observation, Verdict
 from .restarts import RestartBook
 from .system import System
 
 # --once exit codes (README, "The watchdog")
-EXIT = {HEALTHY: 0, GONE: 1, STALE: 2, FAILING: 3, "starting": 4}
+EXIT = {HEALTHY: 0, GONE: 1, STALE: 2, FAILING: 3, STARTING: 4, WAITING: 5, FOREIGN: 6}
 START_WAIT = 30.0  # how long a restarted daemon gets to show its first heartbeat
 
 
@@ -37,6 +38,7 @@ class Watchdog:
         self.state_path = os.path.join(system.cron, ".watchdog.json")
         self.stop_signal = 0
         self._wake_r = -1
+        self._last_state: str | None = None
 
     # state that survives the watchdog's own restart ------------------------------------
 
@@ -67,8 +69,10 @@ class Watchdog:
 
     def observe(self) -> Verdict:
         proc = self.sys.daemon()
-        o = Observation(self.sys.heartbeat(), proc.pid if proc else None, self.sys.boot_id(),
-                        self.sys.mono(), self.sys.boot(), self.sys.wall())
+        found = self.sys.any_heartbeat()
+        o = Observation(found if isinstance(found, Heartbeat) else None, proc.pid if proc else None,
+                        self.sys.boot_id(), self.sys.mono(), self.sys.boot(), self.sys.wall(),
+                        found if isinstance(found, ForeignHeartbeat) else None)
         verdict = self.judge.observe(o)
         if verdict.slept:
             self.log.info("watchdog.resumed", slept_s=round(verdict.slept, 1),
@@ -98,6 +102,9 @@ class Watchdog:
             else:
                 self.log.warning("watchdog.gone", reason=verdict.reason, **verdict.evidence)
                 self.restart(verdict)
+        elif verdict.state in (WAITING, FOREIGN):  # reported, never restarted for: a restart can't help
+            if self._last_state != verdict.state:
+                self.log.warning(f"watchdog.{verdict.state}", reason=verdict.reason, **verdict.evidence)
         elif verdict.state == FAILING:
             if self.book.failing_restart:
                 if not self.book.giving_up:
@@ -109,6 +116,7 @@ class Watchdog:
                 self.log.warning("watchdog.failing", reason=verdict.reason, **verdict.evidence)
                 if self.restart(verdict):
                     self.book.failing_restart = True
+        self._last_state = verdict.state
         self.sys.reap()
         self.save(verdict)
         return verdict

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cron.contract.heartbeat import Heartbeat, stale_threshold
+from hermes_cron.contract.heartbeat import ForeignHeartbeat, Heartbeat, stale_threshold
 
 HEALTHY, STARTING, STALE, GONE, FAILING = "healthy", "starting", "stale", "gone", "failing"
+WAITING = "waiting"  # alive, ticks waiting for another ticker's tick lock: a restart can't help
+FOREIGN = "foreign"  # the heartbeat file holds another ticker's heartbeat, not this daemon's
 SUSPEND_SLACK = 1.0  # boot time ahead of monotonic time by more than this means we slept
 
 
@@ -27,6 +29,7 @@ class Observation:
     mono: float  # CLOCK_MONOTONIC
     boot: float  # CLOCK_BOOTTIME
     wall: float  # only to read the heartbeat's own fields, never to judge staleness
+    foreign: ForeignHeartbeat | None = None  # what the file holds when it isn't ours
 
 
 @dataclass(frozen=True)
@@ -111,12 +114,24 @@ class Judge:
             what = "heartbeat" if ours else "first heartbeat"
             return Verdict(STALE, f"{what} has not moved for {age:.1f} s (threshold {threshold:g} s)",
                            evidence, slept)
+        if not ours and o.foreign is not None:
+            by = f" (pid {o.foreign.pid})" if o.foreign.pid else ""
+            evidence["foreign_age_s"] = round(max(0.0, o.wall - o.foreign.time), 1)
+            return Verdict(FOREIGN, f"the heartbeat file was written by another ticker{by}, "
+                           f"{evidence['foreign_age_s']:g} s ago; this daemon's is not there (yet)", evidence, slept)
         if not ours:
             return Verdict(STARTING, "daemon running, waiting for its first heartbeat", evidence, slept)
         assert hb is not None
         if hb.failing_for(threshold):
             err = hb.last_error.message if hb.last_error else "unknown error"
             return Verdict(FAILING, f"ticks failing for {threshold:g} s or more: {err}", evidence, slept)
+        if hb.lock_wait is not None:
+            w = hb.lock_wait
+            evidence.update(lock_holder_pid=w.holder_pid, lock_holder_command=w.holder_command,
+                            lock_waited_s=round(max(0.0, hb.time - w.since), 1))
+            return Verdict(WAITING, f"alive; its ticks wait for the tick lock, held by pid {w.holder_pid or '?'}"
+                           + (f" ({w.holder_command})" if w.holder_command else "") + "; a restart can't help",
+                           evidence, slept)
         if evidence.get("failures"):
             return Verdict(HEALTHY, "heartbeat moving; the last tick failed, not yet for the threshold",
                            evidence, slept)

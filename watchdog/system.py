@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from hermes_cron.contract.access import home_owner
-from hermes_cron.contract.heartbeat import Heartbeat, read_heartbeat
+from hermes_cron.contract.heartbeat import ForeignHeartbeat, Heartbeat, read_any_heartbeat
 from hermes_cron.contract.pidfile import PidInfo, read_pidfile, verify
 from hermes_cron.contract.command import daemon_argv, open_stderr_file, recorded_run_options
 from hermes_cron.contract.files import read_small
@@ -42,7 +42,12 @@ class System:
 
     # the daemon's published state
     def heartbeat(self) -> Heartbeat | None:
-        return read_heartbeat(os.path.join(self.cron, ".ticker_heartbeat"), owner=self.home_uid)
+        found = self.any_heartbeat()
+        return found if isinstance(found, Heartbeat) else None
+
+    def any_heartbeat(self) -> Heartbeat | ForeignHeartbeat | None:
+        """The heartbeat file's content: ours, another ticker's, or None."""
+        return read_any_heartbeat(os.path.join(self.cron, ".ticker_heartbeat"), owner=self.home_uid)
 
     def pidfile(self) -> PidInfo | None:
         return read_pidfile(os.path.join(self.cron, "hermes-cron.pid"), owner=self.home_uid)

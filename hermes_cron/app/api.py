@@ -9,6 +9,7 @@ from hermes_cron.contract.paths import Home, resolve_home
 from hermes_cron.contract.procinfo import ProcId, boot_id
 from hermes_cron.engine.dispatch import Dispatcher
 from hermes_cron.engine.ticker import Scheduler, TickReport
+from hermes_cron.store.migrate import migrate
 from hermes_cron.store.sqlite import SqliteStore
 
 
@@ -19,6 +20,7 @@ def tick(home: str | Home | None = None, now: float | None = None, log: Any = No
     home = home if isinstance(home, Home) else Home(resolve_home(home))
     log = log if log is not None else get_logger()
     me = ProcId.me()
+    migrate(home)
     store = SqliteStore(home)
     try:
         dispatcher = Dispatcher(home, store, me, log, detach=True)

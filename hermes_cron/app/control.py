@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from hermes_cron.contract.heartbeat import Heartbeat, read_heartbeat
+from hermes_cron.contract.heartbeat import ForeignHeartbeat, Heartbeat, read_any_heartbeat, read_heartbeat
 from hermes_cron.contract.pidfile import PidInfo, read_pidfile, verify
 from hermes_cron.contract.command import STDERR_FILE, daemon_argv, open_stderr_file
 from hermes_cron.errors import DaemonError, HermesCronError
@@ -182,11 +182,14 @@ def mark_stopped(home: Home) -> None:
 def heartbeat_health(hb: Heartbeat | None, now: float) -> dict:
     """Judge a heartbeat read from disk: its age against the stale threshold, and tick health."""
     if hb is None:
-        return {"heartbeat": None, "stale": True, "failing": False}
+        return {"heartbeat": None, "stale": True, "failing": False, "waiting": False}
     threshold = hb.stale_threshold()
     age = max(0.0, now - hb.time)
+    # Waiting for another ticker's lock is not failing; waiting longer than the threshold is unhealthy.
+    waiting = hb.lock_wait is not None and now - hb.lock_wait.since > threshold
+    failing = hb.consecutive_failures > 0 or (hb.last_ok_tick is None and hb.lock_wait is None)
     return {"heartbeat": hb, "age": age, "threshold": threshold, "stale": age > threshold,
-            "failing": hb.last_tick_failed}
+            "failing": failing, "waiting": waiting}
 
 
 def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
@@ -196,7 +199,8 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
 
     now = time.time() if now is None else now
     found = lookup(home)
-    hb = read_heartbeat(home.heartbeat)
+    any_hb = read_any_heartbeat(home.heartbeat)
+    hb = any_hb if isinstance(any_hb, Heartbeat) else None
     if hb is not None and found.proc is not None and hb.pid != found.proc.pid:
         hb = None  # a heartbeat from an earlier daemon says nothing about this one
     health = heartbeat_health(hb if found.running else None, now)
@@ -205,7 +209,8 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
         "version": __version__, "uptime_s": None, "pidfile": home.pidfile if found.info else None,
         "stale_pidfile": found.describe_stale() if found.stale else None,
         "heartbeat_age_s": None, "heartbeat_stale_after_s": None, "heartbeat_stale": None,
-        "ticks": None, "last_ok_tick": None, "last_error": None, "healthy": False,
+        "ticks": None, "last_ok_tick": None, "last_error": None, "lock_wait": None, "heartbeat_foreign": None,
+        "unhealthy_reason": None, "healthy": False,
         "store_error": None, "jobs": {}, "invalid_jobs": [], "in_flight": [], "next": [], "recent_failures": [],
     }
     if found.proc is not None:
@@ -215,8 +220,15 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
         report.update(heartbeat_age_s=round(health["age"], 1), heartbeat_stale_after_s=health["threshold"],
                       heartbeat_stale=health["stale"], ticks=hb.ticks, last_ok_tick=hb.last_ok_tick,
                       last_error=dataclasses.asdict(hb.last_error) if hb.last_error else None)
-    report["healthy"] = bool(found.running and health["heartbeat"] is not None
-                             and not health["stale"] and not health["failing"])
+        if hb.lock_wait is not None:
+            report["lock_wait"] = {**dataclasses.asdict(hb.lock_wait),
+                                   "waited_s": round(max(0.0, now - hb.lock_wait.since), 1)}
+    if isinstance(any_hb, ForeignHeartbeat):
+        report["heartbeat_foreign"] = {"age_s": round(max(0.0, now - any_hb.time), 1), "pid": any_hb.pid}
+    report["healthy"] = bool(found.running and health["heartbeat"] is not None and not health["stale"]
+                             and not health["failing"] and not health["waiting"])
+    report["unhealthy_reason"] = _unhealthy_reason(report, health) if found.running and not report["healthy"] \
+        else None
     _store_facts(home, report, now)
     if found.running:
         code = 0 if report["healthy"] else 150
@@ -225,8 +237,22 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
     return report, code
 
 
+def _unhealthy_reason(report: dict, health: dict) -> str:
+    if report["heartbeat_foreign"] is not None:
+        return "the heartbeat file was written by another ticker, so this daemon's health can't be read"
+    if health["heartbeat"] is None:
+        return "no heartbeat from this daemon yet"
+    if health["stale"]:
+        return "the heartbeat is stale: the daemon may be hung"
+    if health["waiting"]:
+        w = report["lock_wait"]
+        return (f"its ticks have waited {w['waited_s']:g} s for the tick lock, held by pid {w['holder_pid'] or '?'}"
+                + (f" ({w['holder_command']})" if w["holder_command"] else ""))
+    return "its ticks are failing"
+
+
 def _jobs_file_fault(home: Home, reconciled_sig: str | None) -> str | None:
-    """What is wrong with jobs.json, if anything: read only when it changed since it was last
+    """What is wrong with hermes-cron-jobs.json, if anything: read only when it changed since it was last
     reconciled (status must stay fast)."""
     from hermes_cron.contract.files import MISSING, read_private, signature
 

@@ -1,5 +1,5 @@
 """Job operations as the CLI (and any program) uses them: add, edit, remove, pause, resume,
-and the jobs with where they stand (list, show). Each edit is a read-modify-write of jobs.json under the store lock, followed by
+and the jobs with where they stand (list, show). Each edit is a read-modify-write of hermes-cron-jobs.json under the store lock, followed by
 a reconcile of the schedule state, and a nudge to a running daemon."""
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
 
 
 def remove_job(home: Home, name: str) -> Job | None:
-    """Remove a job, or an invalid entry of jobs.json by its name."""
+    """Remove a job, or an invalid entry of hermes-cron-jobs.json by its name."""
     if name in jobstore.load(home).invalid:
         return _edit(home, lambda jobs: None, (name, "job removed"), forget=name)
     return _edit(home, lambda jobs: jobs.pop(name) if name in jobs else _get(jobs, name), (name, "job removed"))
@@ -188,7 +188,7 @@ class JobView:
 
 
 def job_views(home: Home, names: list[str] | None = None) -> list[JobView | jobstore.Invalid]:
-    """The jobs with where they stand, and the invalid entries of jobs.json with why, by name."""
+    """The jobs with where they stand, and the invalid entries of hermes-cron-jobs.json with why, by name."""
     defs = jobstore.load(home)
     rows: dict[str, SchedRow] = {}
     last: dict[str, tuple[Outcome | None, float | None]] = {}

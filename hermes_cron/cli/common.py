@@ -26,6 +26,11 @@ class Context:
             from hermes_cron.contract.access import settle
 
             self._store["acting"] = settle(root, preload=_preload)
+            from hermes_cron.store.migrate import NOTE, legacy_store_waiting, migrate
+
+            home = Home(root)
+            if legacy_store_waiting(home) and migrate(home):
+                click.echo(f"hermes-cron: {NOTE}", err=True)
         return Home(root)
 
     @property

@@ -174,10 +174,10 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         _emit_json(view.to_dict())
         return
-    if not hasattr(view, "job"):  # an invalid entry of jobs.json
+    if not hasattr(view, "job"):  # an invalid entry of hermes-cron-jobs.json
         click.echo(f"{'name:':<15}{view.name}\n{'state:':<15}INVALID: {view.reason}\n"
                    f"{'entry:':<15}{json.dumps(view.entry, ensure_ascii=False)[:2000]}\n"
-                   f"{'to do:':<15}fix it in jobs.json by hand, or: hermes-cron remove {view.name}")
+                   f"{'to do:':<15}fix it in hermes-cron-jobs.json by hand, or: hermes-cron remove {view.name}")
         return
     job = view.job
     zone = load_zone(job.tz)

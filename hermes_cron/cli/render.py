@@ -53,13 +53,23 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
              ("home", r["home"]), ("version", r["version"])]
     if r["stale_pidfile"]:
         lines.append(("pidfile", f"stale: {r['stale_pidfile']}"))
+    if r["running"] and r.get("unhealthy_reason"):
+        lines.append(("unhealthy", r["unhealthy_reason"]))
+    foreign = r.get("heartbeat_foreign")
+    if foreign:
+        lines.append(("heartbeat", "written by another ticker" + (f" (pid {foreign['pid']})" if foreign["pid"] else "")
+                      + f", {age(foreign['age_s'])} ago"))
     if r["running"]:
-        if r["heartbeat_age_s"] is None:
-            lines.append(("heartbeat", "none yet"))
-        else:
+        if r.get("lock_wait"):
+            w = r["lock_wait"]
+            lines.append(("tick lock", f"waiting {age(w['waited_s'])} for pid {w['holder_pid'] or '?'}"
+                          + (f" ({w['holder_command']})" if w["holder_command"] else "")))
+        if r["heartbeat_age_s"] is not None:
             stale = " STALE" if r["heartbeat_stale"] else ""
             lines.append(("heartbeat", f"{age(r['heartbeat_age_s'])} ago (stale after "
                                        f"{age(r['heartbeat_stale_after_s'])}){stale}, {r['ticks']} ticks"))
+        elif not foreign:
+            lines.append(("heartbeat", "none yet"))
         last_ok = r["last_ok_tick"]
         lines.append(("last good tick", f"{utc_iso(last_ok)} ({age(now - last_ok)} ago)" if last_ok else "never"))
     if r["last_error"]:

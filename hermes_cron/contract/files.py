@@ -274,7 +274,7 @@ def read_private(path: str) -> bytes | None:
 
 @dataclass(frozen=True)
 class Signature:
-    """Identifies one version of a file on disk (jobs.json); any write, atomic or by hand, changes it."""
+    """Identifies one version of a file on disk (hermes-cron-jobs.json); any write, atomic or by hand, changes it."""
 
     ino: int
     mtime_ns: int

@@ -6,6 +6,7 @@ watchdog, which need no other configuration: the heartbeat says how often it is 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -22,6 +23,28 @@ class TickError:
     time: float
     kind: str
     message: str
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """The daemon's ticks are waiting for the tick lock, held by another process (another
+    ticker: the Hermes agent's own, a library caller): contention, not failure."""
+
+    since: float
+    holder_pid: int | None
+    holder_command: str | None
+
+
+@dataclass(frozen=True)
+class ForeignHeartbeat:
+    """A heartbeat file hermes-cron did not write: a bare epoch, or "<epoch> <pid>" (as a build of
+    the Hermes agent with a heartbeat of its own writes under the same name)."""
+
+    time: float
+    pid: int | None
+
+
+_FOREIGN = re.compile(r"\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)(?:\s+([0-9]{1,10}))?\s*")
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,7 @@ class Heartbeat:
     started_at: float
     home: str
     version: str
+    lock_wait: LockWait | None = None
 
     def stale_threshold(self) -> float:
         return stale_threshold(self)
@@ -68,10 +92,14 @@ class Heartbeat:
         if d is None:
             return None
         err = d.get("last_error")
+        wait = d.get("lock_wait")
         try:
             values = {f.name: d.get(f.name) for f in fields(cls)}
             values["last_error"] = TickError(float(err["time"]), str(err["kind"]), str(err["message"])) \
                 if isinstance(err, dict) else None
+            values["lock_wait"] = LockWait(float(wait["since"]), _int_or_none(wait.get("holder_pid")),
+                                           _str_or_none(wait.get("holder_command"))) \
+                if isinstance(wait, dict) else None
             for name in ("time", "tick_interval", "interval_s", "started_at"):
                 values[name] = float(values[name])
             for name in ("pid", "pid_start", "ticks", "heartbeat_every", "consecutive_failures", "running"):
@@ -83,6 +111,25 @@ class Heartbeat:
         except (KeyError, TypeError, ValueError):
             return None
         return cls(**values)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value[:300] if isinstance(value, str) else None
+
+
+def foreign(raw: bytes | None) -> ForeignHeartbeat | None:
+    """The heartbeat another ticker wrote in the file, if that is what it holds."""
+    try:
+        m = _FOREIGN.fullmatch((raw or b"").decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    if m is None:
+        return None
+    return ForeignHeartbeat(float(m.group(1)), int(m.group(2)) if m.group(2) else None)
 
 
 def stale_threshold(hb: Heartbeat | None) -> float:
@@ -98,3 +145,9 @@ def write_heartbeat(path: str, hb: Heartbeat) -> None:
 
 def read_heartbeat(path: str, owner: int | None = None) -> Heartbeat | None:
     return Heartbeat.from_json(read_small(path, owner=owner))
+
+
+def read_any_heartbeat(path: str, owner: int | None = None) -> Heartbeat | ForeignHeartbeat | None:
+    """Ours, or one another ticker wrote in the same file, or None."""
+    raw = read_small(path, owner=owner)
+    return Heartbeat.from_json(raw) or foreign(raw)

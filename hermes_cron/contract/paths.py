@@ -16,6 +16,11 @@ def resolve_home(option: str | None = None) -> str:
     return os.path.abspath(os.path.expanduser(raw))
 
 
+JOBS_FILE = "hermes-cron-jobs.json"
+JOBS_LOCK = ".hermes-cron-jobs.lock"
+LEGACY_JOBS_FILE = "jobs.json"
+
+
 @dataclass(frozen=True)
 class Home:
     root: str
@@ -27,13 +32,20 @@ class Home:
     def _in(self, name: str) -> str:
         return os.path.join(self.root, "cron", name)
 
+    # Our own names: cron/ is the Hermes agent's cron folder too, and jobs.json and .jobs.lock
+    # are its names (a store of ours under them moves here once: store/migrate.py).
     @property
     def jobs(self) -> str:
-        return self._in("jobs.json")
+        return self._in(JOBS_FILE)
 
     @property
     def jobs_lock(self) -> str:
-        return self._in(".jobs.lock")
+        return self._in(JOBS_LOCK)
+
+    @property
+    def legacy_jobs(self) -> str:
+        """Where hermes-cron 0.1 kept its job store: the Hermes agent's jobs.json."""
+        return self._in(LEGACY_JOBS_FILE)
 
     @property
     def state(self) -> str:

@@ -9,7 +9,6 @@ and otherwise sleeps. Signal handlers only set flags; the loop does the work.
 from __future__ import annotations
 
 import os
-import resource
 import selectors
 import signal
 import sys
@@ -20,21 +19,24 @@ from typing import Any
 from hermes_cron import __version__
 
 from hermes_cron import faults
-from hermes_cron.contract.heartbeat import Heartbeat, TickError, write_heartbeat
+from hermes_cron.contract.heartbeat import Heartbeat, LockWait, TickError, write_heartbeat
 from hermes_cron.contract.pidfile import remove_pidfile, write_pidfile
 from hermes_cron.engine.dispatch import Dispatcher
 from hermes_cron.engine.system import SYSTEM, System
-from hermes_cron.errors import AlreadyRunning, HermesCronError, LockBusy, LockFailed
-from hermes_cron.contract.locks import FileLock, holder_pid, read_note
+from hermes_cron.errors import HermesCronError, LockBusy, LockFailed, TickLockBusy
+from hermes_cron.contract.locks import FileLock
 from hermes_cron.contract.notify import notify
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId, boot_id
 from hermes_cron.logic.wake import boundary_after, next_wake
+from hermes_cron.store.migrate import NOTE, migrate
 from hermes_cron.store.sqlite import SqliteStore
+from hermes_cron.engine.process import SignalFlags, raise_fd_limit, take_daemon_lock
 from hermes_cron.engine.reporting import log_report
 from hermes_cron.engine.ticker import Scheduler
 from hermes_cron.logic.zones_lite import utc_iso
 
+LOCK_RETRY = 5.0  # after finding the tick lock held by another process, try again this much later
 SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
 SPARE_DELAY = 0.05  # ... and no sooner than this after a dispatch
 IDLE_WORK_LEAD = 0.2  # housekeeping (the WAL checkpoint) only when nothing is due sooner,
@@ -55,16 +57,9 @@ class Health:
     ticks: int = 0
     last_ok_tick: float | None = None
     last_error: TickError | None = None
+    lock_wait: LockWait | None = None  # another ticker holds the tick lock: since when, and who
     consecutive_failures: int = 0
     started_at: float = 0.0
-
-
-@dataclass
-class _Flags:
-    stop: int = 0  # the signal that asked us to stop
-    reopen: bool = False
-    wake: bool = False
-    child: bool = False
 
 
 class Daemon:
@@ -78,18 +73,19 @@ class Daemon:
         self.me = ProcId.me()
         self.boot_id = boot_id()
         self.health = Health()
-        self.flags = _Flags()
+        self.flags = SignalFlags()
         self.state: SqliteStore | None = None
         self.scheduler: Scheduler | None = None
         self.dispatcher: Dispatcher | None = None
         self.lock = FileLock(home.daemon_lock, "the daemon lock")
         self.selector = selectors.DefaultSelector()
-        self._wake_r = self._wake_w = -1
+        self._wake_r = -1
         self._next_tick = 0.0
         self._target = 0.0  # the next moment something is due: a tick, a slot or a deadline
         self._last_dispatch = 0.0
         self._checkpoint_due = 0
         self._nofile: tuple[int, int] | None = None
+        self._lock_retry_at = 0.0
 
     # the loop ---------------------------------------------------------------------------
 
@@ -103,7 +99,7 @@ class Daemon:
             except FileNotFoundError:
                 pass
             self._install_signals()
-            self._raise_fd_limit()
+            self._nofile = raise_fd_limit()
             self.health.started_at = self.clock.time()
             write_pidfile(self.home.pidfile, self.me, list(self.settings.argv), self.home.root,
                           self.health.started_at)
@@ -155,12 +151,38 @@ class Daemon:
             self._watch_fds()
             self.health.last_ok_tick = now
             self.health.consecutive_failures = 0
+            self.health.lock_wait = None
             self._checkpoint_due += counted  # counted ticks since the last checkpoint
             notify(f"WATCHDOG=1\nSTATUS={self._status_line()}")
         except (SystemExit, KeyboardInterrupt):  # logged by run(), then honoured
             raise
+        except TickLockBusy as e:
+            self._lock_busy(e, now)
         except BaseException as e:  # noqa: BLE001 - the loop must outlive any failure of one tick
             self._tick_failed(e, now)
+
+    def _lock_busy(self, e: TickLockBusy, now: float) -> None:
+        """Another ticker holds the tick lock: that is contention, not a failure. The loop goes on
+        (heartbeat, systemd's watchdog, the runs it watches); the claims wait for the lock."""
+        h = self.health
+        new = h.lock_wait is None or h.lock_wait.holder_pid != e.holder_pid
+        since = h.lock_wait.since if h.lock_wait is not None else now
+        h.lock_wait = LockWait(since, e.holder_pid, e.holder_command)
+        self._lock_retry_at = self.clock.time() + min(LOCK_RETRY, self.settings.tick_interval)
+        (self.log.warning if new else self.log.debug)(
+            "tick.lock_busy", holder_pid=e.holder_pid, holder_command=e.holder_command,
+            waited_s=round(now - since, 1), note="another process holds the tick lock; claims wait for it, "
+            "runs in flight are still watched")
+        try:
+            assert self.dispatcher is not None
+            self.dispatcher.reap_children()
+            self.dispatcher.recover(now)
+            self.dispatcher.enforce(now)
+            self._watch_fds()
+        except HermesCronError as err:
+            self.log.error("settle.failed", error=str(err))
+        notify(f"WATCHDOG=1\nSTATUS=waiting for the tick lock, held by pid {e.holder_pid or '?'}"
+               + (f" ({e.holder_command})" if e.holder_command else ""))
 
     def _tick_failed(self, e: BaseException, now: float) -> None:
         kind = type(e).__name__
@@ -189,6 +211,8 @@ class Daemon:
         if self.state is not None:
             try:
                 next_due = self.state.next_due()
+                if next_due is not None and self.health.lock_wait is not None:
+                    next_due = max(next_due, self._lock_retry_at)  # not before the retry
                 if next_due is not None and next_due <= self._next_tick:
                     due_count = self.state.due_count(next_due)
             except HermesCronError:
@@ -196,7 +220,7 @@ class Daemon:
         wake = next_wake(self._next_tick, next_due, due_count,
                          self.dispatcher.next_deadline() if self.dispatcher is not None else None)
         self._target = wake.target
-        while not self._any_flag():
+        while not self.flags.any:
             now = self.clock.time()
             if now >= wake.at:
                 return wake.target
@@ -231,10 +255,6 @@ class Daemon:
                 return None
             return min(wake_at, spare_at)
         return wake_at
-
-    def _any_flag(self) -> bool:
-        f = self.flags
-        return bool(f.stop or f.reopen or f.wake or f.child)
 
     def _on_ready(self, fd: int) -> None:
         if fd == self._wake_r:
@@ -282,7 +302,8 @@ class Daemon:
                        tick_interval=s.tick_interval, heartbeat_every=s.heartbeat_every,
                        interval_s=s.tick_interval * s.heartbeat_every, last_ok_tick=h.last_ok_tick,
                        last_error=h.last_error, consecutive_failures=h.consecutive_failures, running=running,
-                       next_due=next_due, started_at=h.started_at, home=self.home.root, version=__version__)
+                       next_due=next_due, started_at=h.started_at, home=self.home.root, version=__version__,
+                       lock_wait=h.lock_wait)
         t0 = time.monotonic()
         try:
             write_heartbeat(self.home.heartbeat, hb)
@@ -298,8 +319,14 @@ class Daemon:
         if self.state is not None:
             return
         self.home.ensure()
+        if migrate(self.home):
+            self.log.warning("store.migrated", note=NOTE, path=self.home.jobs)
         self.state = SqliteStore(self.home, busy_timeout=self.settings.lock_timeout, manual_checkpoints=True)
-        self.scheduler = Scheduler(self.home, self.state, self.me, self.boot_id, self.settings.lock_timeout)
+        # Our own ticks hold the tick lock for milliseconds; another ticker may hold it for as long
+        # as its jobs run (the Hermes agent's `cron tick`): wait a quarter tick at most, then
+        # retry later (_lock_retry_at) with the loop going on meanwhile.
+        wait = min(self.settings.lock_timeout, max(0.05, self.settings.tick_interval / 4))
+        self.scheduler = Scheduler(self.home, self.state, self.me, self.boot_id, wait)
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log, self.settings.max_concurrent,
                                          nofile=self._nofile, spare=True, system=self.clock)
@@ -345,59 +372,11 @@ class Daemon:
     # set-up and tear-down ---------------------------------------------------------------
 
     def _take_daemon_lock(self) -> None:
-        self.home.ensure()
-        try:
-            self.lock.acquire(0)
-        except LockBusy:
-            note = read_note(self.home.daemon_lock).split()
-            pid = int(note[0]) if note and note[0].isdigit() else None
-            if pid is None:
-                fd = os.open(self.home.daemon_lock, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    pid = holder_pid(fd)
-                finally:
-                    os.close(fd)
-            raise AlreadyRunning(
-                f"a hermes-cron daemon is already running for {self.home.root} (pid {pid or '?'})", pid
-            ) from None
-        self.lock.write_note(f"{self.me.pid} {self.me.start}\n")
+        take_daemon_lock(self.home, self.lock, self.me)
 
     def _install_signals(self) -> None:
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        self._wake_r = self.flags.install()
         self.selector.register(self._wake_r, selectors.EVENT_READ)
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_hup)
-        signal.signal(signal.SIGUSR1, self._on_wake)
-        signal.signal(signal.SIGCHLD, self._on_child)
-
-    def _on_stop(self, signum: int, frame: object) -> None:
-        if self.flags.stop:
-            raise SystemExit(128 + signum)  # a second stop signal: out at once
-        self.flags.stop = signum
-
-    def _on_hup(self, signum: int, frame: object) -> None:
-        self.flags.reopen = True
-
-    def _on_wake(self, signum: int, frame: object) -> None:
-        self.flags.wake = True
-
-    def _on_child(self, signum: int, frame: object) -> None:
-        self.flags.child = True
-
-    def _raise_fd_limit(self) -> None:
-        """Room for a pidfd per adopted run; jobs get the original limit back."""
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        self._nofile = (soft, hard)
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        if target > soft:
-            try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            except (ValueError, OSError):
-                pass
 
     def _teardown(self) -> None:
         try:

@@ -2,7 +2,7 @@
 they ended. Runs that nobody alive answers for are settled by engine/adopt.py.
 
 The dispatcher never holds the tick lock. Its store writes are short transactions that touch
-only run rows, so they can't undo an edit made to jobs.json meanwhile. Every process call goes
+only run rows, so they can't undo an edit made to hermes-cron-jobs.json meanwhile. Every process call goes
 through `system` (engine/system.py), so the quick tests drive it with a fake.
 """
 

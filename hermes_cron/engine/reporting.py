@@ -13,7 +13,7 @@ SLOW_TICK = 0.05  # a tick holding the lock longer than this is logged as a warn
 
 def log_report(log: Any, report: TickReport, counted: bool, ticks: int) -> None:
     for name, why in report.invalid:
-        log.error("job.invalid", job=name, reason=why, note="not scheduled until jobs.json is fixed")
+        log.error("job.invalid", job=name, reason=why, note="not scheduled until hermes-cron-jobs.json is fixed")
     for name, why in report.broken:
         log.error("job.unschedulable", job=name, reason=why,
                        note="set aside until its definition changes; the other jobs go on")

@@ -1,5 +1,5 @@
 """One tick's scheduling step: under `.tick.lock`, and only under it, bring the schedule state
-in line with jobs.json, pick the due jobs, apply the misfire and overlap policies, advance
+in line with hermes-cron-jobs.json, pick the due jobs, apply the misfire and overlap policies, advance
 each job's next run, and record every dispatch durably as a claimed run, all in one transaction
 of the store. Nothing here starts a process: the caller hands the claims to the dispatcher
 after the lock is released.
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from hermes_cron import faults
 from hermes_cron.contract.locks import FileLock
 from hermes_cron.contract.paths import Home
-from hermes_cron.contract.procinfo import ProcId
-from hermes_cron.errors import InvalidInput, StoreError
+from hermes_cron.contract.procinfo import ProcId, cmdline
+from hermes_cron.errors import InvalidInput, LockBusy, StoreError, TickLockBusy
 from hermes_cron.logic import reconcile
 from hermes_cron.logic.jobs import Job
 from hermes_cron.logic.policy import Decision, decide
@@ -73,7 +73,7 @@ class TickReport:
 
 
 class Scheduler:
-    """Claims due runs for one home. Holds the store and a cache of jobs.json."""
+    """Claims due runs for one home. Holds the store and a cache of hermes-cron-jobs.json."""
 
     def __init__(self, home: Home, store: Store, owner: ProcId, boot_id: str,
                  lock_timeout: float = TICK_LOCK_TIMEOUT):
@@ -103,7 +103,7 @@ class Scheduler:
         before it comes and its supervisor starts the run on the slot, never before.
         With `only_requests`, claim nothing but those trigger requests (a command running a job
         in the foreground when no daemon runs)."""
-        # A changed jobs.json is read, and compared with the version reconciled last, before the
+        # A changed hermes-cron-jobs.json is read, and compared with the version reconciled last, before the
         # lock is taken, not under it.
         defs = self.definitions
         if self._reconciled is not None and self._reconciled is not defs and self._diff_for is not defs:
@@ -112,7 +112,11 @@ class Scheduler:
         if only_requests is None:
             self._prepare(defs, time.time() if now is None else now)
         lock = FileLock(self.home.tick_lock, "the tick lock")
-        lock.acquire(self.lock_timeout)
+        try:
+            lock.acquire(self.lock_timeout)
+        except LockBusy as e:
+            command = " ".join(cmdline(e.holder_pid))[:200] if e.holder_pid else ""
+            raise TickLockBusy(str(e) + (f" ({command})" if command else ""), e.holder_pid, command or None) from None
         try:
             t0 = time.monotonic()
             wall = time.time()
@@ -158,7 +162,7 @@ class Scheduler:
                     pass  # _decide meets it again under the lock, and sets the job aside
 
     def _newly_invalid(self, defs: Definitions) -> list[tuple[str, str]]:
-        """The invalid entries of jobs.json not reported yet, or whose reason changed: each is
+        """The invalid entries of hermes-cron-jobs.json not reported yet, or whose reason changed: each is
         logged once per change, not once per tick."""
         self._invalid_for = defs
         fresh = [(name, v.reason) for name, v in defs.invalid.items() if self._invalid_seen.get(name) != v.reason]
@@ -168,7 +172,7 @@ class Scheduler:
     # steps ------------------------------------------------------------------------------
 
     def _sync(self, tx: TickTransaction, now: float, report: TickReport) -> None:
-        """Reconcile schedule rows with jobs.json if it changed since the last reconcile. When
+        """Reconcile schedule rows with hermes-cron-jobs.json if it changed since the last reconcile. When
         the rows reflect the version this scheduler reconciled last, only the jobs that differ
         between the two versions are touched (one hand edit in 10,000 jobs touches one row)."""
         previous, defs = self._reconciled, self.definitions

@@ -1,1 +1,1 @@
-"""Where jobs and runs are kept: the store interface, its SQLite-and-jobs.json implementation, and the run folders."""
+"""Where jobs and runs are kept: the store interface, its SQLite-and-JSON implementation, and the run folders."""

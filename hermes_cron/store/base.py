@@ -1,6 +1,6 @@
 """The store's seam: the records it keeps and the operations the engine and the commands use.
 
-`SqliteStore` (store/sqlite.py, with jobs.json beside it) is the first implementation; a
+`SqliteStore` (store/sqlite.py, with hermes-cron-jobs.json beside it) is the first implementation; a
 second backend (PostgreSQL, for several hosts on one schedule) implements the same protocols.
 Every change of a run's state goes through `finish`, `hand_over`, `mark_started` or
 `take_over`, each conditioned on the states logic/run.py allows, so an illegal or stale

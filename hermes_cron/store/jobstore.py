@@ -1,4 +1,4 @@
-"""The job definitions: `$HERMES_HOME/cron/jobs.json`, readable and editable by people.
+"""The job definitions: `$HERMES_HOME/cron/hermes-cron-jobs.json`, readable and editable by people.
 
 Writes are atomic and happen under the store lock with a bounded wait. A file that is
 corrupted, unreadable or writable by others is never overwritten: every command fails with
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Invalid:
-    """An entry of jobs.json that is not a valid job: kept exactly as it is, never scheduled, and
+    """An entry of hermes-cron-jobs.json that is not a valid job: kept exactly as it is, never scheduled, and
     shown with the reason, until someone fixes it by hand or removes it."""
 
     name: str
@@ -50,12 +50,12 @@ class Definitions:
         except KeyError:
             if name in self.invalid:
                 raise InvalidInput(f"job {name!r} is invalid ({self.invalid[name].reason}); fix it in "
-                                   f"jobs.json by hand, or remove it with: hermes-cron remove {name}") from None
+                                   f"hermes-cron-jobs.json by hand, or remove it with: hermes-cron remove {name}") from None
             raise JobNotFound(f"no job named {name!r}") from None
 
 
 def parse(data: bytes, path: str) -> tuple[dict[str, Job], dict[str, Invalid]]:
-    """Parse the bytes of jobs.json into its valid jobs and its invalid entries. A file that is
+    """Parse the bytes of hermes-cron-jobs.json into its valid jobs and its invalid entries. A file that is
     not a job store at all raises StoreError naming the file and the fault; one bad entry makes
     only that entry invalid."""
     try:
@@ -106,7 +106,7 @@ def _reason(message: str, name: str) -> str:
 
 
 def load(home: Home) -> Definitions:
-    """Read jobs.json (a missing file is an empty store)."""
+    """Read hermes-cron-jobs.json (a missing file is an empty store)."""
     path = home.jobs
     for _ in range(3):  # a writer may replace the file between our stat and our read
         before = signature(path)
@@ -125,7 +125,7 @@ def _parsed(data: bytes, path: str, sig: Signature) -> tuple[dict[str, Job], Sig
 
 
 def dump(jobs: dict[str, Job], invalid: dict[str, Invalid] | None = None) -> bytes:
-    """The bytes of jobs.json: the valid jobs, and every invalid entry exactly as it was read."""
+    """The bytes of hermes-cron-jobs.json: the valid jobs, and every invalid entry exactly as it was read."""
     entries = [(n, jobs[n].to_dict()) for n in jobs] + [(k, v.entry) for k, v in (invalid or {}).items()]
     entries.sort(key=lambda item: item[0])
     doc = {"version": SCHEMA_VERSION, "jobs": [entry for _, entry in entries]}
@@ -143,7 +143,7 @@ def mutate(
     timeout: float = STORE_LOCK_TIMEOUT,
     forget: str | None = None,
 ) -> T:
-    """Read-modify-write jobs.json under the store lock.
+    """Read-modify-write hermes-cron-jobs.json under the store lock.
 
     `change` edits the dict of jobs in place (raising to abort, which writes nothing) and
     returns a result. `after` runs with the saved definitions while the lock is still held.

@@ -1,8 +1,8 @@
 """The embedded store: schedule state and run history in `$HERMES_HOME/cron/state.db`, beside
-the job definitions in jobs.json (store/jobstore.py). Every SQL statement of the package that
+the job definitions in hermes-cron-jobs.json (store/jobstore.py). Every SQL statement of the package that
 touches state.db is here (status's read-only one in store/sqlite_status.py).
 
-jobs.json says what the jobs are; this database says where each one stands: its next run,
+hermes-cron-jobs.json says what the jobs are; this database says where each one stands: its next run,
 the runs in flight and who watches them, and every run's record. The tick touches only the
 rows of due jobs through an index, which keeps the tick lock short with many jobs.
 """
