@@ -101,3 +101,11 @@ def world_venv(tmp_path_factory: pytest.TempPathFactory) -> str:
         pytest.fail(f"installing hermes-cron into {venv} failed: {proc.stderr[-2000:]}")
     yield os.path.join(venv, "bin")
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hermes_bin() -> str:
+    """The real Hermes agent's bin folder (tests/hermes_agent.py builds its venv once)."""
+    from hermes_agent import hermes_venv
+
+    return hermes_venv()
