@@ -7,7 +7,7 @@ import sys
 import click
 
 from hermes_cron.contract.cli_types import Count, Seconds
-from hermes_cron.contract.logs import FORMATS, LEVELS
+from hermes_cron.contract.cli_types import LOG_FORMATS as FORMATS, LOG_LEVELS as LEVELS
 
 from . import __version__
 

@@ -187,9 +187,8 @@ def heartbeat_health(hb: Heartbeat | None, now: float) -> dict:
     age = max(0.0, now - hb.time)
     # Waiting for another ticker's lock is not failing; waiting longer than the threshold is unhealthy.
     waiting = hb.lock_wait is not None and now - hb.lock_wait.since > threshold
-    failing = hb.consecutive_failures > 0 or (hb.last_ok_tick is None and hb.lock_wait is None)
     return {"heartbeat": hb, "age": age, "threshold": threshold, "stale": age > threshold,
-            "failing": failing, "waiting": waiting}
+            "failing": hb.last_tick_failed, "waiting": waiting}
 
 
 def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:

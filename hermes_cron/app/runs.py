@@ -23,7 +23,7 @@ from hermes_cron.engine.recorder import Recorder
 from hermes_cron.engine.stopping import request_stop
 from hermes_cron.engine.ticker import Scheduler
 from hermes_cron.errors import DaemonError, JobNotFound
-from hermes_cron.logic.run import Outcome, RunState
+from hermes_cron.logic.run import Outcome, RunState, transition
 from hermes_cron.store import jobstore
 from hermes_cron.store.base import RunRecord, Store
 from hermes_cron.store.runfiles import RunFiles
@@ -42,7 +42,7 @@ def waiting_results(home: Home, runs: list[RunRecord]) -> list[RunRecord]:
         result = _files(home, run).read_result() if run.open else None
         if result is not None:
             run = dataclasses.replace(
-                run, state=RunState.DONE, outcome=result.outcome, ended_at=result.ended_at,
+                run, state=transition(run.state, RunState.DONE), outcome=result.outcome, ended_at=result.ended_at,
                 started_at=result.started_at or run.started_at, exit_code=result.exit_code, signal=result.signal,
                 reason=result.reason, job_pid=result.job_pid or run.job_pid, output=result.output,
                 output_bytes=result.output_bytes)

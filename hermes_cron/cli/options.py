@@ -9,7 +9,9 @@ from typing import Any
 import click
 
 from hermes_cron.contract.cli_types import Count, Seconds
-from hermes_cron.contract.logs import FORMATS, LEVELS
+# Not from contract/logs.py: that imports structlog, which `status` must not pay for and `run`
+# must import only after keeping ssl out (cli/daemon.py).
+from hermes_cron.contract.cli_types import LOG_FORMATS as FORMATS, LOG_LEVELS as LEVELS
 from hermes_cron.errors import InvalidInput
 
 

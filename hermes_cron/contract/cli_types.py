@@ -1,5 +1,6 @@
 """Click parameter types for the numbers users type: ranges with ASCII digits only, and seconds
-that must be finite. Shared by the `hermes-cron` and `hermes-cron-watchdog` commands."""
+that must be finite; and the log formats and levels both programs offer. Shared by the
+`hermes-cron` and `hermes-cron-watchdog` commands, and light: `status` imports it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import math
 from typing import Any
 
 import click
+
+LOG_FORMATS = ("auto", "console", "json", "keyvalue")  # contract/logs.py's choices
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class Count(click.IntRange):

@@ -72,8 +72,9 @@ class Heartbeat:
 
     @property
     def last_tick_failed(self) -> bool:
-        """The last tick failed, or none has succeeded yet (`status` says "unhealthy")."""
-        return self.consecutive_failures > 0 or self.last_ok_tick is None
+        """The last tick failed, or none has succeeded yet while nothing held it up (`status`
+        says "unhealthy"). Waiting for another ticker's lock is not failing."""
+        return self.consecutive_failures > 0 or (self.last_ok_tick is None and self.lock_wait is None)
 
     def failing_for(self, threshold: float) -> bool:
         """Ticks have been failing for `threshold` or longer (the watchdog's "failing": alive,

@@ -10,8 +10,6 @@ from typing import Any, TextIO
 
 import structlog
 
-FORMATS = ("auto", "console", "json", "keyvalue")
-LEVELS = ("debug", "info", "warning", "error")
 
 
 class LogSink:

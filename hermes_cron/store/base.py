@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.errors import InvalidInput
 from hermes_cron.logic.sched import SchedChange, SchedRow
+from hermes_cron.store.facts import StatusFacts  # noqa: F401 - part of the interface
 from hermes_cron.logic.run import OPEN, Outcome, RunResult, RunState, Trigger
 from hermes_cron.logic.zones_lite import utc_iso
 
@@ -144,18 +145,6 @@ class Request:
     id: int
     job: str
     requested_at: float
-
-
-@dataclass
-class StatusFacts:
-    """What `status` reads from the store, without loading any schedule code."""
-
-    jobs: dict[str, int] = field(default_factory=dict)
-    invalid: dict[str, str] = field(default_factory=dict)
-    reconciled_sig: str | None = None
-    in_flight: list[dict[str, Any]] = field(default_factory=list)
-    next: list[dict[str, Any]] = field(default_factory=list)
-    recent_failures: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TickTransaction(Protocol):

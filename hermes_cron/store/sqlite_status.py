@@ -12,7 +12,7 @@ from hermes_cron.contract.files import check_private_file
 from hermes_cron.contract.paths import Home
 from hermes_cron.errors import StoreError
 from hermes_cron.logic.zones_lite import utc_iso as iso
-from hermes_cron.store.base import StatusFacts
+from hermes_cron.store.facts import StatusFacts
 
 
 def read_status_facts(home: Home, now: float) -> StatusFacts:
