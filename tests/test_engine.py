@@ -96,6 +96,8 @@ def test_the_supervisor_reports_the_real_start(engine, tmp_path):
     job = system.start(claim.run_id)
     os.write(d._notify_w, f"S {claim.run_id} 123.5 {job.pid} 1\n".encode())
     d.on_notify()
+    assert store.run(claim.run_id).state is RunState.HANDED, "recorded when idle, not in the burst"
+    d.flush_started()
     run = store.run(claim.run_id)
     assert run.state is RunState.RUNNING and run.started_at == 123.5 and run.job_pid == job.pid
     system.end(claim.run_id, Outcome.FAILED, 3)

@@ -39,7 +39,7 @@ from hermes_cron.logic.zones_lite import utc_iso
 LOCK_RETRY = 5.0  # after finding the tick lock held by another process, try again this much later
 SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
 SPARE_DELAY = 0.05  # ... and no sooner than this after a dispatch
-IDLE_WORK_LEAD = 0.2  # housekeeping (the WAL checkpoint) only when nothing is due sooner,
+IDLE_WORK_LEAD = 0.2  # housekeeping (recording starts, the WAL checkpoint) only when nothing is due sooner,
 CHECKPOINT_OVERDUE = 10  # unless it has waited this many ticks
 
 
@@ -237,6 +237,12 @@ class Daemon:
         """One piece of housekeeping that fits before `wake_at`: the store's (a WAL checkpoint),
         or forking the spare supervisor. None if it did one (look again); else until when to
         sleep."""
+        if self.dispatcher is not None and self.dispatcher.started and wake_at - now > IDLE_WORK_LEAD:
+            try:
+                self.dispatcher.flush_started()
+            except HermesCronError as e:  # the store is unusable now: the next tick reports it
+                self.log.error("record.failed", error=str(e))
+            return None
         if self._checkpoint_due and self.state is not None and (
                 wake_at - now > IDLE_WORK_LEAD or self._checkpoint_due >= CHECKPOINT_OVERDUE):
             self._checkpoint_due = 0

@@ -47,6 +47,7 @@ class Dispatcher:
         self._children: dict[int, list[int]] = {}  # supervisor pid -> its run ids
         self._fds: dict[int, int] = {}  # pidfd -> run id
         self.queue: deque[Claim] = deque()
+        self.started: list[tuple[int, float, ProcId]] = []  # told by supervisors, not recorded yet
         self.keep_spare = spare and not detach
         self.spare: SpareSupervisor | None = None
         # Supervisors tell us here when a job starts and when a run ends (engine/supervisor.py),
@@ -186,8 +187,9 @@ class Dispatcher:
                 self.supervisor_gone(run_id)
 
     def on_notify(self) -> None:
-        """Record what the supervisors told: jobs that started (RUNNING, with the real start
-        time) and runs that ended."""
+        """Take in what the supervisors told: jobs that started (logged now, recorded RUNNING with
+        the real start time by flush_started(), when the daemon is idle: a burst's starts never
+        wait behind those writes) and runs that ended (recorded now)."""
         assert self.notify_fd is not None
         data = b""
         try:
@@ -206,7 +208,7 @@ class Dispatcher:
             except (ValueError, IndexError):
                 continue  # a torn or foreign line: the result file still tells
         if started:
-            self.store.mark_started(started)
+            self.started += started
             for run_id, at, job in started:
                 w = self.watched.get(run_id)
                 self.log.info("job.started", job=w.job if w else None, run_id=run_id, job_pid=job.pid,
@@ -214,6 +216,12 @@ class Dispatcher:
         for run_id in ended:
             if run_id in self.watched:
                 self._run_ended(run_id)
+
+    def flush_started(self) -> None:
+        """Record the starts the supervisors told of (a run already recorded done stays done)."""
+        started, self.started = self.started, []
+        if started:
+            self.store.mark_started(started)
 
     def _run_ended(self, run_id: int) -> None:
         run = self.store.run(run_id)
