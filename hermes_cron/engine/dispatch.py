@@ -100,7 +100,7 @@ class Dispatcher:
             return
         self.store.hand_over([(claim.run_id, supervisor) for claim, supervisor in handed])
         for claim, supervisor in handed:
-            self.log.info("job.handed", job=claim.job.name, run_id=claim.run_id,
+            self.log.debug("job.handed", job=claim.job.name, run_id=claim.run_id,
                           scheduled=utc_iso(claim.scheduled), trigger=str(claim.trigger),
                           supervisor_pid=supervisor.pid if supervisor else None)
 
