@@ -37,6 +37,16 @@ def test_none_of_our_names_is_hermess():
     assert not (ours_now - SHARED_ON_PURPOSE) & HERMES_NAMES
 
 
+def home_with_a_01_store(tmp_path) -> Home:
+    """A home whose only store is an empty one of ours under jobs.json."""
+    home = Home(str(tmp_path / "hermes"))
+    home.ensure()
+    with open(home.legacy_jobs, "w") as f:
+        json.dump({"version": 1, "jobs": []}, f)
+    os.chmod(home.legacy_jobs, 0o600)
+    return home
+
+
 def legacy_home(tmp_path, cli) -> Home:
     """A home as hermes-cron 0.1 left it: its store under cron/jobs.json, with history."""
     home = Home(str(tmp_path / "hermes"))
@@ -116,11 +126,7 @@ def test_a_store_of_ours_under_our_name_wins_and_the_old_file_is_left(tmp_path):
 
 @pytest.mark.slow
 def test_racing_commands_move_it_exactly_once(tmp_path):
-    home = Home(str(tmp_path / "hermes"))
-    home.ensure()
-    with open(home.legacy_jobs, "w") as f:
-        json.dump({"version": 1, "jobs": []}, f)
-    os.chmod(home.legacy_jobs, 0o600)
+    home = home_with_a_01_store(tmp_path)
     procs = [subprocess.Popen([sys.executable, "-m", "hermes_cron", "list"], env=cli_env(home),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=60) for p in procs]
@@ -130,11 +136,7 @@ def test_racing_commands_move_it_exactly_once(tmp_path):
 
 
 def test_a_library_tick_moves_it_too(tmp_path):
-    home = Home(str(tmp_path / "hermes"))
-    home.ensure()
-    with open(home.legacy_jobs, "w") as f:
-        json.dump({"version": 1, "jobs": []}, f)
-    os.chmod(home.legacy_jobs, 0o600)
+    home = home_with_a_01_store(tmp_path)
     from hermes_cron import tick
     from hermes_cron.contract.logs import Silent
 
