@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from hermes_cron.cli.render import HISTORY_HEADER, age, clip, history_row, run_status, status_lines
+from hermes_cron.cli.render import age, clip, history_header, history_row, output_tail, run_status, size_text, status_lines
 from hermes_cron.logic.run import Outcome, RunState
 
 
 def run(**kw):
     base = dict(id=7, outcome=Outcome.SUCCEEDED, state=RunState.DONE, exit_code=0, signal=None, missed_count=None,
-                duration=1.234, started_at=1_800_000_000.0, scheduled=1_800_000_000.0)
+                duration=1.234, started_at=1_800_000_000.0, scheduled=1_800_000_000.0, job="backup", reason=None)
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -32,7 +32,20 @@ def test_history_row():
     assert history_row(run()) == "     7  2027-01-15 08:00:00  2027-01-15 08:00:00      1.23s  succeeded"
     assert history_row(run(duration=None, started_at=None, scheduled=None, outcome=Outcome.SKIPPED,
                            exit_code=None)).split() == ["7", "-", "-", "-", "skipped"]
-    assert HISTORY_HEADER.split() == ["RUN", "SCHEDULED", "STARTED", "DURATION", "STATUS"]
+    failed = history_row(run(outcome=Outcome.FAILED, exit_code=127, reason="command not found:\n  'x'"),
+                         with_job=True)
+    assert failed.split()[:2] == ["7", "backup"] and failed.endswith("failed (exit 127)       command not found: 'x'")
+    assert history_header().split() == ["RUN", "SCHEDULED", "(UTC)", "STARTED", "(UTC)", "DURATION", "STATUS",
+                                        "REASON"]
+    assert history_header(with_job=True).split()[1] == "JOB"
+
+
+def test_output_tail_and_sizes():
+    assert output_tail(b"") == [] and output_tail(b"\n\n") == []
+    assert output_tail(b"".join(b"line %d\n" % i for i in range(50)), lines=2) == ["line 48", "line 49"]
+    assert output_tail(b"x" * 300, width=10) == ["xxxxxxxxx…"]
+    assert size_text(1 << 20) == "1M (1048576 bytes)" and size_text(512 * 1024) == "512K (524288 bytes)"
+    assert size_text(1500) == "1500 bytes" and size_text(1 << 30) == "1G (1073741824 bytes)"
 
 
 def test_status_lines_not_running():

@@ -3,8 +3,9 @@ in flight, and read the history and output.
 
 Reads don't write. A run that finished while no daemon watched it has its result file waiting
 in its folder; `history`, `logs`, `list` and `show` show that result (waiting_results), read
-only, and the store records it when a daemon next runs (its recovery step), or when a command
-that ends runs itself (`trigger` in the foreground, `stop --jobs`) records what it waited for.
+only, and the store records it when a daemon next runs (its recovery step), when `trigger`
+claims without a daemon (it records first, so the overlap policy sees what really runs), or
+when a command that ends runs itself (`stop --jobs`) records what it waited for.
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ def _files(home: Home, run: RunRecord) -> RunFiles:
 
 def waiting_results(home: Home, runs: list[RunRecord]) -> list[RunRecord]:
     """The runs as they stand, with the result of each open run whose result file waits shown as
-    its end (read, not recorded)."""
+    its end, and a start its supervisor wrote down shown as running (read, not recorded)."""
     out = []
     for run in runs:
         result = _files(home, run).read_result() if run.open else None
+        started = _files(home, run).read_job() if result is None and run.state is RunState.HANDED else None
+        if started is not None and started[1] is not None:
+            run = dataclasses.replace(run, state=transition(run.state, RunState.RUNNING), started_at=started[1],
+                                      job_pid=started[0].pid)
         if result is not None:
             run = dataclasses.replace(
                 run, state=transition(run.state, RunState.DONE), outcome=result.outcome, ended_at=result.ended_at,
@@ -55,12 +60,13 @@ def record_ended(home: Home, store: Store, run: RunRecord, outcome: Outcome, rea
     Recorder(home, store, Silent()).finish(run, outcome, reason)
 
 
-def trigger(home: Home, name: str, answer_timeout: float = 10.0) -> tuple[int, bool]:
+def trigger(home: Home, name: str, answer_timeout: float = 10.0, wait: bool = True) -> tuple[int, bool]:
     """Run a job now through the same claim path as a scheduled run (so the overlap policy
-    holds). With a daemon running, it is asked to dispatch at once (SIGUSR1); without one,
-    this process runs the job itself, in the foreground, and records it.
+    holds). With a daemon running, it is asked to dispatch at once (SIGUSR1). Without one, this
+    process dispatches it: with `wait`, in the foreground, recording it; without, detached (its
+    supervisor outlives us, and the result waits in the run's folder for the next daemon).
 
-    Returns (run id, whether this process ran it)."""
+    Returns (run id, whether no daemon took it: this process dispatched it)."""
     jobstore.load(home).get(name)
     store = SqliteStore(home)
     try:
@@ -68,8 +74,13 @@ def trigger(home: Home, name: str, answer_timeout: float = 10.0) -> tuple[int, b
         found = lookup(home)
         if found.proc is None:
             me = ProcId.me()
+            # No daemon records what finished: this command, about to claim (and apply the
+            # overlap policy), records it first, as hermes_cron.tick() does.
+            Recorder(home, store, Silent()).collect()
             report = Scheduler(home, store, me, boot_id()).claim(only_requests={request_id})
-            if report.claims:
+            if report.claims and not wait:
+                Dispatcher(home, store, me, Silent(), detach=True).submit(report.claims)
+            elif report.claims:
                 dispatcher = Dispatcher(home, store, me, Silent())
                 dispatcher.submit(report.claims)
                 try:
@@ -158,11 +169,12 @@ def _run_alive(home: Home, run: RunRecord) -> bool:
     return any(p is not None and p.alive() for p in (files.read_supervisor(), files.read_job_pid()))
 
 
-def history(home: Home, name: str | None, limit: int) -> list[RunRecord]:
-    """The runs of a job (or of every job, with `name` None), newest first."""
+def history(home: Home, name: str | None, limit: int, outcomes: tuple[Outcome, ...] = ()) -> list[RunRecord]:
+    """The runs of a job (or of every job, with `name` None), newest first; with `outcomes`,
+    only the runs that ended so."""
     store = SqliteStore(home)
     try:
-        found = waiting_results(home, store.history(name, limit))
+        found = waiting_results(home, store.history(name, limit, outcomes))
     finally:
         store.close()
     if not found and name is not None:
@@ -179,6 +191,8 @@ def run_output(home: Home, name: str, run_id: int | None) -> RunRecord:
         store.close()
     if run is None or run.job != name:
         jobstore.load(home).get(name)
-        what = f"run {run_id}" if run_id is not None else "a run with output"
-        raise JobNotFound(f"job {name!r} has no {what}")
+        if run_id is not None:
+            raise JobNotFound(f"job {name!r} has no run {run_id} (its runs: hermes-cron history {name})")
+        raise JobNotFound(f"job {name!r} has no run with output yet (run it now with: "
+                          f"hermes-cron trigger {name} --wait)")
     return waiting_results(home, [run])[0]

@@ -60,11 +60,14 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @_home_option
 @click.version_option(__version__, prog_name="hermes-cron")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """hermes-cron: a cron daemon that fires on time and never loses a run."""
+    if ctx.invoked_subcommand is None:  # bare `hermes-cron`: what it can do, not an error
+        click.echo(ctx.get_help())
 
 
 def _preload() -> None:

@@ -13,7 +13,7 @@ import click
 
 from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli
 from hermes_cron.cli.options import _common_fields, _edit_options, _job_options, _parse_env
-from hermes_cron.cli.render import clip, next_text
+from hermes_cron.cli.render import clip, next_text, size_text
 from hermes_cron.contract.cli_types import Count
 from hermes_cron.errors import InvalidInput
 
@@ -148,15 +148,18 @@ def list_(as_json: bool) -> None:
     if not views:
         click.echo("no jobs (add one with: hermes-cron add NAME --schedule EXPR -- COMMAND)")
         return
-    click.echo(f"{'NAME':<16} {'SCHEDULE':<15} {'NEXT RUN':<25} {'LAST':<10} STATE")
+    # The schedule column is as wide as the longest schedule (within reason): a schedule cut short
+    # says the wrong thing.
+    width = min(max([15] + [len(v.job.schedule) for v in views if not isinstance(v, Invalid)]), 60)
+    click.echo(f"{'NAME':<16} {'SCHEDULE':<{width}} {'NEXT RUN':<25} {'LAST':<11} STATE")
     for v in views:
         if isinstance(v, Invalid):
-            click.echo(f"{clip(v.name, 16):<16} {'?':<15} {'-':<25} {'-':<10} INVALID: {v.reason}")
+            click.echo(f"{clip(v.name, 16):<16} {'?':<{width}} {'-':<25} {'-':<11} INVALID: {v.reason}")
             continue
         nxt = format_instant(v.next_run, load_zone(v.job.tz)) if v.next_run else "-"
         state = f"running:{v.running}" if v.running else v.state_text
-        click.echo(f"{clip(v.job.name, 16):<16} {clip(v.job.schedule, 15):<15} {nxt:<25} "
-                   f"{clip(str(v.last_status or '-'), 10):<10} {state}".rstrip())
+        click.echo(f"{clip(v.job.name, 16):<16} {clip(v.job.schedule, width):<{width}} {nxt:<25} "
+                   f"{clip(str(v.last_status or '-'), 11):<11} {state}".rstrip())
 
 
 @cli.command()
@@ -195,7 +198,7 @@ def show(name: str, as_json: bool) -> None:
         ("kill grace", format_duration(job.kill_grace)),
         ("cwd", job.cwd or "$HOME"),
         ("env", " ".join(f"{k}={v}" for k, v in job.env) or "-"),
-        ("output cap", f"{job.output_cap} bytes"),
+        ("output cap", size_text(job.output_cap)),
         ("keep runs", str(job.keep_runs)),
     ]
     for key, value in rows:
@@ -209,6 +212,7 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--from", "start", metavar="TIME", help="Start from this ISO time instead of now.")
 @click.option("--name", "hash_key", default="", metavar="JOB", help="Job name that spreads H fields.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_home_option  # accepted like every command's, though `next` reads nothing from the home
 def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: str, as_json: bool) -> None:
     """Preview the next fire times of a schedule, with their UTC offsets."""
     import time

@@ -24,6 +24,20 @@ def next_text(job, now: float) -> str:
     return format_instant(nxt, load_zone(job.tz)) if nxt is not None else "none"
 
 
+def output_tail(output: bytes, lines: int = 10, width: int = 200) -> list[str]:
+    """The last lines of a run's output, each cut to `width` characters, for a terminal."""
+    text = output[-8192:].decode(errors="replace").replace("\r", "")
+    return [clip(line, width) for line in text.rstrip("\n").split("\n")[-lines:]] if text.strip() else []
+
+
+def size_text(size: int) -> str:
+    """A byte count as it would be typed: 1M, 512K, or the bytes when they don't divide."""
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit} ({size} bytes)"
+    return f"{size} bytes"
+
+
 def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -93,12 +107,18 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
     return [f"{key + (':' if key else ''):<16}{value}" for key, value in lines]
 
 
-def history_row(r) -> str:
-    """One run as a line of `history`."""
+def history_row(r, with_job: bool = False) -> str:
+    """One run as a line of `history`: its job (across jobs), scheduled time and start (UTC),
+    duration, outcome with exit code or signal, and why it ended so, if anything says."""
     duration = "-" if r.duration is None else f"{r.duration:.2f}s" if r.duration < 60 else age(r.duration)
     started = (utc_iso(r.started_at) or "-")[:19].replace("T", " ")
     scheduled = (utc_iso(r.scheduled) or "-")[:19].replace("T", " ")
-    return f"{r.id:>6}  {scheduled:<20} {started:<20} {duration:>9}  {run_status(r)}"
+    job = f"{clip(r.job, 16):<16} " if with_job else ""
+    line = f"{r.id:>6}  {job}{scheduled:<20} {started:<20} {duration:>9}  {run_status(r):<22}"
+    reason = " ".join((r.reason or "").split())
+    return (line + "  " + clip(reason, 90)).rstrip() if reason else line.rstrip()
 
 
-HISTORY_HEADER = f"{'RUN':>6}  {'SCHEDULED':<20} {'STARTED':<20} {'DURATION':>9}  STATUS"
+def history_header(with_job: bool = False) -> str:
+    job = f"{'JOB':<16} " if with_job else ""
+    return f"{'RUN':>6}  {job}{'SCHEDULED (UTC)':<20} {'STARTED (UTC)':<20} {'DURATION':>9}  {'STATUS':<22}  REASON"

@@ -10,7 +10,7 @@ import sys
 import click
 
 from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli
-from hermes_cron.cli.render import HISTORY_HEADER, history_row, run_status
+from hermes_cron.cli.render import history_header, history_row, output_tail, run_status
 from hermes_cron.contract.cli_types import Count
 
 
@@ -24,33 +24,57 @@ def trigger(name: str, wait: bool) -> None:
     from hermes_cron.logic.run import exit_status
 
     home = _ctx().home
-    run_id, here = trigger_job(home, name)
-    run = wait_run(home, run_id) if (wait or here) else None
+    run_id, here = trigger_job(home, name, wait=wait)
+    run = wait_run(home, run_id) if wait else None
     if run is None:
-        click.echo(f"triggered {name}: run {run_id}")
+        where = " (no daemon is running: it was started here, in the background; see it with: " \
+                f"hermes-cron history {name})" if here else ""
+        click.echo(f"triggered {name}: run {run_id}{where}")
         return
     click.echo(f"{name} run {run_id}: {run_status(run)}")
+    if run.outcome is not None and run.outcome.failing:  # say why, and what the job said last
+        from hermes_cron.store.runfiles import RunFiles
+
+        if run.reason:
+            click.echo(f"  reason: {run.reason}")
+        tail = output_tail(_read_output(RunFiles(home.run_dir(run.job, run.id)), 0))
+        if tail:
+            click.echo("  output (last lines):")
+            click.echo("\n".join(f"    {line}" for line in tail))
+            click.echo(f"  (all of it: hermes-cron logs {name} --run {run_id})")
     if wait:
         sys.exit(exit_status(run.outcome, run.exit_code, run.signal))
 
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--limit", "-n", default=20, show_default=True, type=Count(0, 1_000_000), help="0 for all.")
+@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+              type=click.Choice(["succeeded", "failed", "timed_out", "interrupted", "skipped", "missed"]),
+              help="Only runs that ended so (repeatable): succeeded, failed, timed_out, interrupted, "
+                   "skipped, missed.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_home_option
-def history(name: str, limit: int, as_json: bool) -> None:
-    """A job's runs, newest first: scheduled time, start, duration, status, exit code or signal."""
+def history(name: str | None, limit: int, statuses: tuple[str, ...], as_json: bool) -> None:
+    """Runs, newest first (a job's, or with no NAME every job's): scheduled time, start, duration,
+    status with exit code or signal, and the reason."""
     from hermes_cron.app.runs import history as job_history
+    from hermes_cron.logic.run import Outcome
 
-    found = job_history(_ctx().home, name, limit)
+    found = job_history(_ctx().home, name, limit, tuple(Outcome(s) for s in statuses))
     if as_json:
         _emit_json([r.to_dict() for r in found])
         return
-    click.echo(HISTORY_HEADER)
+    if not found:
+        which = f" of {name}" if name else ""
+        which += f" that ended {' or '.join(statuses)}" if statuses else ""
+        hint = f" (run it now with: hermes-cron trigger {name} --wait)" if name and not statuses else ""
+        click.echo(f"no runs{which} yet{hint}")
+        return
+    click.echo(history_header(with_job=name is None))
     for r in found:
-        click.echo(history_row(r))
+        click.echo(history_row(r, with_job=name is None))
 
 
 @cli.command()

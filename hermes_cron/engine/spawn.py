@@ -29,7 +29,10 @@ def spawn(launches: list[Launch], notify_fd: int | None = None, detach: bool = F
     """Fork a supervisor for a batch of runs and return its pid. Doesn't wait for the runs.
 
     With `detach`, the supervisor is a grandchild that init adopts at once, for callers
-    that will never reap it (a program calling tick() from the library).
+    that will never reap it (a program calling tick() from the library, a `trigger` with no
+    daemon), and its standard streams are /dev/null: it must not hold the caller's terminal or
+    pipes open (`hermes-cron trigger job | cat` returns at once). A crash still leaves its
+    traceback in its runs' folders.
     """
     if not detach:
         pid = os.fork()
@@ -43,6 +46,7 @@ def spawn(launches: list[Launch], notify_fd: int | None = None, detach: bool = F
             os.close(read_fd)
             pid = os.fork()
             if pid == 0:
+                _detach_streams()
                 _child(launches, None, notify_fd)
             os.write(write_fd, str(pid).encode())
         finally:  # the middle process only passes the pid back, whatever happens
@@ -52,6 +56,14 @@ def spawn(launches: list[Launch], notify_fd: int | None = None, detach: bool = F
         data = f.read()
     os.waitpid(middle, 0)
     return int(data) if data else 0
+
+
+def _detach_streams() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
 
 
 class Spare:

@@ -105,9 +105,13 @@ class SqliteStore:
     def open_runs(self) -> list[RunRecord]:
         return self._runs(_OPEN, (), "ORDER BY id")
 
-    def history(self, job: str | None, limit: int) -> list[RunRecord]:
-        """Newest first; `limit` 0 for all; `job` None for every job's runs."""
+    def history(self, job: str | None, limit: int, outcomes: tuple[Outcome, ...] = ()) -> list[RunRecord]:
+        """Newest first; `limit` 0 for all; `job` None for every job's runs; `outcomes` to keep
+        only runs that ended so."""
         where, params = ("job = ?", (job,)) if job is not None else ("1 = 1", ())
+        if outcomes:
+            where += f" AND status IN ({', '.join('?' * len(outcomes))})"
+            params = (*params, *(str(o) for o in outcomes))
         return self._runs(where, (*params, limit if limit > 0 else -1), "ORDER BY id DESC LIMIT ?")
 
     def latest_started(self, job: str) -> RunRecord | None:
