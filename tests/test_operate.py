@@ -140,11 +140,12 @@ def test_restart_keeps_the_options(cli, home):
     assert hb["pid"] == second and hb["tick_interval"] == 1.0
 
 
-def test_trigger_without_a_daemon_runs_in_the_foreground(cli, home):
+def test_trigger_without_a_daemon_runs_here(cli, home):
     cli("add", "hello", "-s", "@yearly", "--", "sh", "-c", "echo hi; exit 7", check=True)
-    r = cli("trigger", "hello")
-    assert r.returncode == 0 and "failed (exit 7)" in r.stdout
-    r = cli("trigger", "hello", "--wait")
+    r = cli("trigger", "hello")  # in the background: returns at once
+    assert r.returncode == 0 and "started here, in the background" in r.stdout
+    wait_for(lambda: "failed (exit 7)" in cli("history", "hello").stdout, 10, what="its result")
+    r = cli("trigger", "hello", "--wait")  # in the foreground, with the job's exit status
     assert r.returncode == 7
     got = runs(home, "hello")
     assert [x.outcome for x in got] == ["failed", "failed"] and all(x.trigger == "manual" for x in got)
@@ -204,7 +205,7 @@ def test_logs_follow_streams_until_the_run_ends(cli, home):
 def test_retention_keeps_the_last_k_runs(cli, home):
     cli("add", "many", "-s", "@yearly", "--keep-runs", "3", "--", "true", check=True)
     for _ in range(6):
-        cli("trigger", "many", check=True)
+        cli("trigger", "many", "--wait", check=True)
     got = runs(home, "many")
     assert len(got) == 3
     assert sorted(os.listdir(home.job_runs("many"))) == [f"{r.id:010d}" for r in got]
