@@ -136,3 +136,76 @@ def test_matches_croniter_on_random_expressions():
         it = croniter(expr, datetime.fromtimestamp(start, timezone.utc))
         theirs = [it.get_next(float) for _ in range(8)]
         assert ours == theirs, expr
+
+
+# --- the rules of other crons, checked (issue 15) ---------------------------------------
+
+@pytest.mark.parametrize("expr, lo, hi, field", [
+    ("H/100 * * * *", 0, 59, "minutes"), ("H(50-52)/10 * * * *", 50, 52, "minutes"),
+    ("H(0-1)/59 * * * *", 0, 1, "minutes"), ("0 0 H/31 * *", 1, 28, "doms"), ("0 H/25 * * *", 0, 23, "hours"),
+])
+def test_h_with_a_step_lands_inside_its_range_for_every_name(expr, lo, hi, field):
+    for i in range(300):
+        values = getattr(parse_cron(expr, f"job-{i}"), field)
+        assert values and all(lo <= v <= hi for v in values), (expr, f"job-{i}", values)
+
+
+def test_h_with_a_step_inside_the_range_keeps_its_values():
+    """Names whose offset already fell inside keep the times they had (existing jobs don't move)."""
+    for i in range(200):
+        spec = parse_cron("H/20 * * * *", f"job-{i}")
+        assert len(spec.minutes) == 3 and spec.minutes[1] - spec.minutes[0] == 20
+
+
+@pytest.mark.parametrize("field, days", [
+    ("1/2", (1, 3, 5)), ("6/1", (6,)), ("0/3", (0, 3, 6)), ("*/2", (0, 2, 4, 6)),
+    ("Sat-Sun", (0, 6)), ("Fri-Sun", (0, 5, 6)), ("mon-0", (0, 1, 2, 3, 4, 5, 6)), ("Mon-Sun", tuple(range(7))),
+    ("5-7", (0, 5, 6)), ("sun-sat", tuple(range(7))),
+])
+def test_day_of_week_steps_stop_at_saturday_and_ranges_may_end_on_sunday(field, days):
+    assert parse_cron(f"0 0 * * {field}").dows == days
+
+
+def test_sunday_ending_ranges_and_dow_steps_agree_with_croniter():
+    croniter = pytest.importorskip("croniter").croniter
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    for field in ("Sat-Sun", "Fri-Sun", "mon-0", "1/2", "6/1", "0/3"):
+        expr = f"0 12 * * {field}"
+        it = croniter(expr, start)
+        assert upcoming(parse_schedule(expr, "UTC"), start.timestamp(), 10) == [it.get_next(float) for _ in range(10)]
+
+
+def test_last_day_of_the_month_across_month_ends_and_leap_years():
+    assert fires("0 9 L * *", "2027-12-15", 4) == ["2027-12-31 09:00:00", "2028-01-31 09:00:00",
+                                                  "2028-02-29 09:00:00", "2028-03-31 09:00:00"]
+    assert fires("0 9 L 2 *", "2026-01-01", 3) == ["2026-02-28 09:00:00", "2027-02-28 09:00:00",
+                                                  "2028-02-29 09:00:00"]
+    assert fires("0 9 1,L * *", "2026-04-15", 3) == ["2026-04-30 09:00:00", "2026-05-01 09:00:00",
+                                                    "2026-05-31 09:00:00"]
+
+
+def test_last_and_nth_weekday_of_the_month():
+    assert fires("0 0 * * 5L", "2026-11-01", 3) == ["2026-11-27 00:00:00", "2026-12-25 00:00:00",
+                                                   "2027-01-29 00:00:00"]
+    assert fires("0 0 * * friL", "2028-02-01", 1) == ["2028-02-25 00:00:00"]
+    assert fires("0 0 * * 1#1", "2026-12-01", 2) == ["2026-12-07 00:00:00", "2027-01-04 00:00:00"]
+    assert fires("0 0 * * mon#2,0L", "2026-12-01", 2) == ["2026-12-14 00:00:00", "2026-12-27 00:00:00"]
+    assert fires("0 0 * * 7#5", "2026-11-01", 2) == ["2026-11-29 00:00:00", "2027-01-31 00:00:00"]
+
+
+def test_nth_weekday_agrees_with_croniter():
+    croniter = pytest.importorskip("croniter").croniter
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for field in ("1#1", "5#3", "0#5", "6#2"):
+        expr = f"30 6 * * {field}"
+        it = croniter(expr, start)
+        assert upcoming(parse_schedule(expr, "UTC"), start.timestamp(), 12) == [it.get_next(float) for _ in range(12)]
+
+
+@pytest.mark.parametrize("expr, fragment", [
+    ("0 0 * * 1#6", "the week in '#' is 1 to 5"), ("0 0 * * 8L", "out of range"), ("0 0 * * xyzL", "not a number"),
+    ("CRON_TZ=UTC 5 * * * *", "give the zone with --tz"), ("TZ=Europe/Paris 0 9 * * *", "give the zone with --tz"),
+])
+def test_what_is_not_read_says_why(expr, fragment):
+    with pytest.raises(InvalidInput, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        parse_cron(expr)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli
-from hermes_cron.cli.options import _common_fields, _edit_options, _job_options, _parse_env
+from hermes_cron.cli.options import _common_fields, _edit_options, _job_options, _parse_env, _zone_prefix
 from hermes_cron.cli.render import clip, next_text, size_text
 from hermes_cron.contract.cli_types import Count
 from hermes_cron.errors import InvalidInput
@@ -221,6 +221,8 @@ def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: st
     from hermes_cron.logic.zones import format_instant, load_zone, local_zone_name
     from hermes_cron.logic.zones_lite import utc_iso
 
+    prefixed = _zone_prefix({"schedule": expr, "tz": tz})  # CRON_TZ=ZONE EXPR, as for add
+    expr, tz = prefixed.get("schedule", expr), prefixed.get("tz", tz)
     tz = tz or local_zone_name()
     zone = load_zone(tz)
     t0 = parse_at(start, zone, "--from") if start else time.time()

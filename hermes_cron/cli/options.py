@@ -78,6 +78,19 @@ def _edit_options(f):
     return _job_options(f, for_edit=True)
 
 
+def _zone_prefix(fields: dict[str, Any]) -> dict[str, Any]:
+    """`CRON_TZ=ZONE EXPR` (or `TZ=ZONE EXPR`), as cronie takes it: the zone moves to the job's
+    zone and the expression stays; with a different --tz, which one is meant can't be known."""
+    from hermes_cron.logic.cronexpr import TZ_PREFIX
+
+    m = TZ_PREFIX.match(" ".join(str(fields.get("schedule") or "").split()))
+    if m is None:
+        return {}
+    if fields.get("tz") not in (None, m.group(2)):
+        raise InvalidInput(f"the schedule says {m.group(1)}={m.group(2)} and --tz says {fields['tz']}; give one")
+    return {"schedule": m.group(3), "tz": m.group(2)}
+
+
 def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
     from hermes_cron.logic.durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, parse_duration
 
@@ -86,6 +99,7 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
         out["schedule"] = opts["schedule"]
     if opts.get("tz") is not None:
         out["tz"] = opts["tz"]
+    out.update(_zone_prefix(out))
     if opts.get("timeout") is not None:
         out["timeout"] = parse_duration(opts["timeout"], "timeout", TIMEOUT)
     if opts.get("overlap") is not None:

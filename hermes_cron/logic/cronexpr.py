@@ -53,6 +53,9 @@ MAX_FIELD = 200  # characters in one field
 MAX_STEP = 9999
 _ITEM = re.compile(r"^(?P<base>[^/]+)(?:/(?P<step>[^/]+))?$")
 _HASHED = re.compile(r"^H(?:\((?P<a>[^-()]+)-(?P<b>[^-()]+)\))?$", re.IGNORECASE)
+_LAST_DOW = re.compile(r"^(\w{1,3})L$", re.IGNORECASE)  # 5L, friL: the month's last Friday
+_NTH_DOW = re.compile(r"^(\w{1,3})#(.+)$", re.IGNORECASE)  # 1#1, mon#1: its first Monday
+TZ_PREFIX = re.compile(r"^(CRON_TZ|TZ)=(\S+)\s+(.+)$")
 
 
 def stable_hash(text: str) -> int:
@@ -78,6 +81,9 @@ class CronSpec:
     dow_star: bool
     wildcard: bool  # minute or hour field starts with '*': follows the clock across DST changes
     has_seconds: bool
+    dom_last: bool = False  # L in the day of month: the month's last day
+    dow_last: tuple[int, ...] = ()  # 5L: the month's last Friday (0 = Sunday)
+    dow_nth: tuple[tuple[int, int], ...] = ()  # 1#2: the month's second Monday, as (weekday, n)
     _dom_set: frozenset[int] = field(init=False, repr=False, compare=False)
     _dow_set: frozenset[int] = field(init=False, repr=False, compare=False)
 
@@ -86,8 +92,11 @@ class CronSpec:
         object.__setattr__(self, "_dow_set", frozenset(self.dows))
 
     def day_matches(self, year: int, month: int, day: int) -> bool:
-        dom_ok = day in self._dom_set
-        dow_ok = (calendar.weekday(year, month, day) + 1) % 7 in self._dow_set
+        weekday = (calendar.weekday(year, month, day) + 1) % 7
+        days = calendar.monthrange(year, month)[1] if (self.dom_last or self.dow_last) else 0
+        dom_ok = day in self._dom_set or (self.dom_last and day == days)
+        dow_ok = weekday in self._dow_set or (weekday in self.dow_last and day + 7 > days) \
+            or (weekday, (day - 1) // 7 + 1) in self.dow_nth
         if self.dom_star or self.dow_star:
             return dom_ok and dow_ok
         return dom_ok or dow_ok
@@ -145,6 +154,10 @@ class CronSpec:
 def parse_cron(text: str, hash_key: str = "") -> CronSpec:
     """Parse a cron expression or macro; raise InvalidInput naming the field at fault."""
     raw = " ".join(text.split())
+    if TZ_PREFIX.match(raw):
+        raise InvalidInput(f"{raw!r}: a {raw.split('=', 1)[0]}= prefix is not read here; give the zone with --tz "
+                           "(hermes-cron add and edit take CRON_TZ=ZONE in front of the expression and move it "
+                           "there)")
     expr = MACROS.get(raw.lower(), raw)
     if expr.startswith("@"):
         raise InvalidInput(
@@ -166,9 +179,26 @@ def parse_cron(text: str, hash_key: str = "") -> CronSpec:
         if len(part) > MAX_FIELD:
             raise InvalidInput(f"{fld.name} field {part[:20]!r}... in {raw[:40]!r} is longer than {MAX_FIELD} "
                                "characters")
+    dom_last, dow_last, dow_nth = False, [], []
+    plain = list(parts)
+    for index, fld in ((3, _DOM), (5, _DOW)):
+        rest = []
+        for item in parts[index].split(","):
+            if fld is _DOM and item.upper() == "L":
+                dom_last = True
+            elif fld is _DOW and (m := _LAST_DOW.match(item)):
+                dow_last.append(_weekday(m.group(1), item, raw))
+            elif fld is _DOW and (m := _NTH_DOW.match(item)):
+                n = m.group(2)
+                if not _digits(n) or not 1 <= int(n) <= 5:
+                    raise InvalidInput(f"day-of-week field {item!r} in {raw!r}: the week in '#' is 1 to 5")
+                dow_nth.append((_weekday(m.group(1), item, raw), int(n)))
+            else:
+                rest.append(item)
+        plain[index] = ",".join(rest)
     values = [
-        _parse_field(part, fld, f"{hash_key}\0{index}", raw)
-        for index, (part, fld) in enumerate(zip(parts, fields))
+        _parse_field(part, fld, f"{hash_key}\0{index}", raw) if part else ()
+        for index, (part, fld) in enumerate(zip(plain, fields))
     ]
     dows = tuple(sorted({0 if d == 7 else d for d in values[5]}))
     return CronSpec(
@@ -183,6 +213,9 @@ def parse_cron(text: str, hash_key: str = "") -> CronSpec:
         dow_star=parts[5].startswith(("*", "?")),
         wildcard=parts[1].startswith("*") or parts[2].startswith("*"),
         has_seconds=has_seconds,
+        dom_last=dom_last,
+        dow_last=tuple(sorted(set(dow_last))),
+        dow_nth=tuple(sorted(set(dow_nth))),
     )
 
 
@@ -218,17 +251,31 @@ def _parse_field(text: str, fld: _Field, hash_seed: str, whole: str) -> tuple[in
             if step_text is None:
                 out.add(lo + h % (hi - lo + 1))
                 continue
-            lo = lo + h % step  # the hashed offset within each step
+            # The hashed offset within each step; a step longer than the range would put it past
+            # the end for some names (never firing): then it is taken within the range.
+            offset = h % step
+            lo = lo + (offset if lo + offset <= hi else h % (hi - lo + 1))
         elif "-" in base:
             a, _, b = base.partition("-")
             lo, hi = _value(a, fld, fail), _value(b, fld, fail)
+            if fld is _DOW and hi == 0 and lo > 0:
+                hi = 7  # Sat-Sun, Mon-0: a range ending on Sunday ends on 7, its alias
             if lo > hi:
                 raise fail(f"range {base!r} runs backwards")
         else:
             lo = _value(base, fld, fail)
-            hi = fld.hi if step_text is not None else lo
+            # N/step runs to the field's end; in the day of week that is Saturday (6), as for
+            # */step: 7 is only an alias of Sunday.
+            hi = (6 if fld is _DOW else fld.hi) if step_text is not None else lo
         out.update(range(lo, hi + 1, step))
     return tuple(sorted(out))
+
+
+def _weekday(text: str, item: str, whole: str) -> int:
+    def fail(why: str) -> InvalidInput:
+        return InvalidInput(f"day-of-week field {item!r} in {whole!r}: {why}")
+
+    return _value(text, _DOW, fail) % 7
 
 
 def _digits(text: str) -> bool:
