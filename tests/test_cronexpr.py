@@ -209,3 +209,11 @@ def test_nth_weekday_agrees_with_croniter():
 def test_what_is_not_read_says_why(expr, fragment):
     with pytest.raises(InvalidInput, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         parse_cron(expr)
+
+
+def test_the_croniter_reading_of_six_fields_is_named_when_it_differs():
+    from hermes_cron.logic.cronexpr import seconds_last_reading
+
+    assert seconds_last_reading("* * * * * */15") == "*/15 * * * * *"
+    assert seconds_last_reading("0 0 0 * * *") is None  # both readings: midnight, every day
+    assert seconds_last_reading("*/5 * * * *") is None  # five fields: one reading

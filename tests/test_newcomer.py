@@ -67,3 +67,13 @@ def test_trigger_without_a_daemon_returns_at_once_and_the_run_is_recorded(cli, h
     statuses = [line.split()[-1] for line in cli("history", "slow").stdout.splitlines()[1:]]
     assert statuses == ["succeeded", "succeeded"]
     assert os.path.exists(home.run_dir("slow", 1))
+
+
+def test_cron_as_other_crons_write_it_through_add(cli, home):
+    r = cli("add", "tokyo", "-s", "CRON_TZ=Asia/Tokyo 5 9 * * *", "--", "true")
+    assert r.returncode == 0 and "added tokyo: 5 9 * * * (Asia/Tokyo)" in r.stdout
+    assert cli("add", "both", "-s", "TZ=UTC 5 9 * * *", "--tz", "Europe/Paris", "--", "true").returncode == 2
+    r = cli("add", "six", "-s", "* * * * * */15", "--", "true")
+    assert r.returncode == 0 and "the same schedule here is '*/15 * * * * *'" in r.stderr
+    assert cli("add", "eom", "-s", "0 9 L * *", "--", "true").returncode == 0
+    assert "09:00:00" in json.loads(cli("show", "eom", "--json").stdout)["next_run"]

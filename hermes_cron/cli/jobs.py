@@ -39,6 +39,19 @@ def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
     job = add_job(_ctx().home, job)
     _warn_if_missing(job)
     click.echo(f"added {job.name}: {job.schedule} ({job.tz}), next run {next_text(job, time.time())}")
+    _note_six_fields(job)
+
+
+def _note_six_fields(job) -> None:  # job: logic.jobs.Job
+    """Six fields are read seconds first; one written for croniter (seconds last) must not
+    change meaning without a word."""
+    from hermes_cron.logic.cronexpr import seconds_last_reading
+
+    other = seconds_last_reading(job.schedule, job.name)
+    if other is not None:
+        click.echo(f"hermes-cron: note: 6 fields are read with the seconds FIRST, as in Quartz and Spring; "
+                   f"if you wrote {job.schedule!r} for croniter (seconds last), the same schedule here is "
+                   f"{other!r}", err=True)
 
 
 def _one_shell_string(command: tuple[str, ...]) -> None:
@@ -97,6 +110,8 @@ def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
     if "command" in changes:
         _warn_if_missing(job)
     click.echo(f"edited {job.name}: {job.schedule} ({job.tz}), next run {next_text(job, time.time())}")
+    if "schedule" in changes:
+        _note_six_fields(job)
 
 
 @cli.command()

@@ -219,6 +219,22 @@ def parse_cron(text: str, hash_key: str = "") -> CronSpec:
     )
 
 
+def seconds_last_reading(text: str, hash_key: str = "") -> str | None:
+    """For a 6-field expression, the same fields with the seconds moved first, as croniter reads
+    them (seconds LAST), if that reading fires at other times than ours; else None."""
+    parts = " ".join(text.split()).split(" ")
+    if len(parts) != 6:
+        return None
+    other = " ".join([parts[5], *parts[:5]])
+    try:
+        ours, theirs = parse_cron(text, hash_key), parse_cron(other, hash_key)
+    except InvalidInput:
+        return None
+    keys = ("seconds", "minutes", "hours", "doms", "months", "dows", "dom_star", "dow_star", "dom_last", "dow_last",
+            "dow_nth")
+    return None if all(getattr(ours, k) == getattr(theirs, k) for k in keys) else other
+
+
 def _parse_field(text: str, fld: _Field, hash_seed: str, whole: str) -> tuple[int, ...]:
     def fail(why: str) -> InvalidInput:
         return InvalidInput(f"{fld.name} field {text!r} in {whole!r}: {why}")
