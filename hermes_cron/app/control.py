@@ -14,6 +14,7 @@ from hermes_cron.contract.pidfile import PidInfo, read_pidfile, verify
 from hermes_cron.contract.command import STDERR_FILE, daemon_argv, open_stderr_file
 from hermes_cron.errors import DaemonError, HermesCronError
 from hermes_cron.contract.paths import Home
+from hermes_cron.logic.zones_lite import utc_iso
 from hermes_cron.contract.procinfo import ProcId, cmdline
 
 START_TIMEOUT = 30.0
@@ -208,7 +209,8 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
         "version": __version__, "uptime_s": None, "pidfile": home.pidfile if found.info else None,
         "stale_pidfile": found.describe_stale() if found.stale else None,
         "heartbeat_age_s": None, "heartbeat_stale_after_s": None, "heartbeat_stale": None,
-        "ticks": None, "last_ok_tick": None, "last_error": None, "lock_wait": None, "heartbeat_foreign": None,
+        "ticks": None, "last_ok_tick": None, "last_ok_age_s": None, "last_error": None, "lock_wait": None,
+        "heartbeat_foreign": None,
         "unhealthy_reason": None, "healthy": False,
         "store_error": None, "jobs": {}, "invalid_jobs": [], "in_flight": [], "next": [], "recent_failures": [],
     }
@@ -217,10 +219,12 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
     if health["heartbeat"] is not None:
         assert hb is not None
         report.update(heartbeat_age_s=round(health["age"], 1), heartbeat_stale_after_s=health["threshold"],
-                      heartbeat_stale=health["stale"], ticks=hb.ticks, last_ok_tick=hb.last_ok_tick,
-                      last_error=dataclasses.asdict(hb.last_error) if hb.last_error else None)
+                      heartbeat_stale=health["stale"], ticks=hb.ticks, last_ok_tick=utc_iso(hb.last_ok_tick),
+                      last_ok_age_s=round(max(0.0, now - hb.last_ok_tick), 1) if hb.last_ok_tick else None,
+                      last_error={**dataclasses.asdict(hb.last_error), "time": utc_iso(hb.last_error.time)}
+                      if hb.last_error else None)
         if hb.lock_wait is not None:
-            report["lock_wait"] = {**dataclasses.asdict(hb.lock_wait),
+            report["lock_wait"] = {**dataclasses.asdict(hb.lock_wait), "since": utc_iso(hb.lock_wait.since),
                                    "waited_s": round(max(0.0, now - hb.lock_wait.since), 1)}
     if isinstance(any_hb, ForeignHeartbeat):
         report["heartbeat_foreign"] = {"age_s": round(max(0.0, now - any_hb.time), 1), "pid": any_hb.pid}

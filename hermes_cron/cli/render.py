@@ -85,10 +85,10 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
         elif not foreign:
             lines.append(("heartbeat", "none yet"))
         last_ok = r["last_ok_tick"]
-        lines.append(("last good tick", f"{utc_iso(last_ok)} ({age(now - last_ok)} ago)" if last_ok else "never"))
+        lines.append(("last good tick", f"{last_ok} ({age(r['last_ok_age_s'])} ago)" if last_ok else "never"))
     if r["last_error"]:
         e = r["last_error"]
-        lines.append(("last error", f"{utc_iso(e.get('time'))} {e.get('kind')}: {e.get('message')}"))
+        lines.append(("last error", f"{e.get('time')} {e.get('kind')}: {e.get('message')}"))
     if r["store_error"]:
         lines.append(("store", f"UNREADABLE: {r['store_error']}"))
     j = r["jobs"]
