@@ -77,3 +77,20 @@ def test_cron_as_other_crons_write_it_through_add(cli, home):
     assert r.returncode == 0 and "the same schedule here is '*/15 * * * * *'" in r.stderr
     assert cli("add", "eom", "-s", "0 9 L * *", "--", "true").returncode == 0
     assert "09:00:00" in json.loads(cli("show", "eom", "--json").stdout)["next_run"]
+
+
+def complete(home, words: str) -> list[str]:
+    env = cli_env(home, _HERMES_CRON_COMPLETE="bash_complete", COMP_WORDS=words,
+                  COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)))
+    r = subprocess.run([sys.executable, "-m", "hermes_cron"], env={**env, "_HERMES_CRON_COMPLETE": "bash_complete"},
+                       capture_output=True, text=True)
+    return [line.split(",", 1)[1] for line in r.stdout.splitlines() if "," in line]
+
+
+def test_shell_completion_offers_job_names_and_zones(cli, home):
+    for name in ("backup", "bakery", "report"):
+        assert cli("add", name, "-s", "@daily", "--", "true").returncode == 0
+    assert complete(home, "hermes-cron show ba") == ["backup", "bakery"]
+    assert complete(home, "hermes-cron history r") == ["report"]
+    assert complete(home, "hermes-cron next @daily --tz Europe/Ber") == ["Europe/Berlin"]
+    assert "trigger" in complete(home, "hermes-cron tr")

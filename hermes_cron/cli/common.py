@@ -84,3 +84,28 @@ def _preload() -> None:
     for name in ("json", "pwd", "re", "shlex", "selectors", "shutil", "socket", "sqlite3",
                  "subprocess", "zoneinfo", "resource", "select", "signal", "errno", "fcntl"):
         importlib.import_module(name)
+
+
+# Shell completion (README, "Shell completion"): job names from the home's job store, zones from
+# the system's time zone database. A completion never fails loudly: it offers nothing instead.
+
+def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from hermes_cron.contract.paths import Home, resolve_home
+    from hermes_cron.store import jobstore
+
+    try:
+        root = (ctx.find_root().obj or {}).get("home") if ctx else None
+        defs = jobstore.load(Home(resolve_home(root)))
+    except Exception:  # noqa: BLE001 - a shell asking must never get a traceback
+        return []
+    return sorted(n for n in (*defs.jobs, *defs.invalid) if n.startswith(incomplete))
+
+
+def complete_zones(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    import zoneinfo
+
+    try:
+        zones = zoneinfo.available_timezones()
+    except Exception:  # noqa: BLE001
+        return []
+    return sorted(z for z in zones if z.lower().startswith(incomplete.lower()))

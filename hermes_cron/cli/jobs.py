@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli
+from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli, complete_job_names, complete_zones
 from hermes_cron.cli.options import _common_fields, _edit_options, _job_options, _parse_env, _zone_prefix
 from hermes_cron.cli.render import clip, next_text, size_text
 from hermes_cron.contract.cli_types import Count
@@ -77,7 +77,7 @@ def _warn_if_missing(job) -> None:  # job: jobs.Job
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @_edit_options
 @click.argument("command", nargs=-1)
 @_home_option
@@ -115,7 +115,7 @@ def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @_home_option
 def remove(name: str) -> None:
     """Remove a job. Its history stays; runs in flight finish and are recorded."""
@@ -126,7 +126,7 @@ def remove(name: str) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @_home_option
 def pause(name: str) -> None:
     """Pause a job: it stays defined but doesn't run."""
@@ -137,7 +137,7 @@ def pause(name: str) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @_home_option
 def resume(name: str) -> None:
     """Resume a paused job from its next slot (paused time is not caught up)."""
@@ -178,7 +178,7 @@ def list_(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_home_option
 def show(name: str, as_json: bool) -> None:
@@ -222,7 +222,7 @@ def show(name: str, as_json: bool) -> None:
 
 @cli.command(name="next")
 @click.argument("expr")
-@click.option("--tz", metavar="ZONE", help="IANA time zone (default: this machine's).")
+@click.option("--tz", metavar="ZONE", shell_complete=complete_zones, help="IANA time zone (default: this machine's).")
 @click.option("--count", "-n", default=5, show_default=True, type=Count(1, 1000))
 @click.option("--from", "start", metavar="TIME", help="Start from this ISO time instead of now.")
 @click.option("--name", "hash_key", default="", metavar="JOB", help="Job name that spreads H fields.")

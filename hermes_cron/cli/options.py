@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from hermes_cron.cli.common import complete_zones
 from hermes_cron.contract.cli_types import Count, Seconds
 # Not from contract/logs.py: that imports structlog, which `status` must not pay for and `run`
 # must import only after keeping ssl out (cli/daemon.py).
@@ -46,7 +47,8 @@ def _job_options(f, for_edit: bool = False):
     options = [
         click.option("--schedule", "-s", metavar="EXPR", required=not for_edit,
                      help="Cron expression, @macro, 'every 5m', 'at 2026-12-01T09:00' or @reboot."),
-        click.option("--tz", metavar="ZONE", help="IANA time zone (default: this machine's)."),
+        click.option("--tz", metavar="ZONE", shell_complete=complete_zones,
+                     help="IANA time zone (default: this machine's)."),
         click.option("--timeout", metavar="DURATION", help="Stop the run after this long (e.g. 10m)."),
         click.option("--overlap", type=click.Choice(["skip", "allow", "replace"]),
                      help="When due while still running: skip (default), allow, replace."),

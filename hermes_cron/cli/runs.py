@@ -9,13 +9,13 @@ import sys
 
 import click
 
-from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli
+from hermes_cron.cli.common import _ctx, _emit_json, _home_option, cli, complete_job_names
 from hermes_cron.cli.render import history_header, history_row, output_tail, run_status
 from hermes_cron.contract.cli_types import Count
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @click.option("--wait", is_flag=True, help="Follow the run to its end and exit with the job's exit status.")
 @_home_option
 def trigger(name: str, wait: bool) -> None:
@@ -48,7 +48,7 @@ def trigger(name: str, wait: bool) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_job_names)
 @click.option("--limit", "-n", default=20, show_default=True, type=Count(0, 1_000_000), help="0 for all.")
 @click.option("--status", "statuses", multiple=True, metavar="STATUS",
               type=click.Choice(["succeeded", "failed", "timed_out", "interrupted", "skipped", "missed"]),
@@ -78,7 +78,7 @@ def history(name: str | None, limit: int, statuses: tuple[str, ...], as_json: bo
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @click.option("--run", "run_id", type=Count(1, 2**63 - 1), help="Which run (default: the latest).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing while the run goes on.")
 @_home_option
