@@ -94,3 +94,18 @@ def test_shell_completion_offers_job_names_and_zones(cli, home):
     assert complete(home, "hermes-cron history r") == ["report"]
     assert complete(home, "hermes-cron next @daily --tz Europe/Ber") == ["Europe/Berlin"]
     assert "trigger" in complete(home, "hermes-cron tr")
+
+
+def test_times_follow_one_policy(cli, home):
+    """People get the job's zone (or the machine's) with the offset; JSON gets ISO 8601 UTC with Z."""
+    r = cli("add", "eom", "-s", "0 9 L * *", "--tz", "Asia/Tokyo", "--json", "--", "true")
+    nexts = json.loads(r.stdout)["next_runs"]
+    assert len(nexts) == 3 and all(t.endswith("Z") for t in nexts) and nexts[0].endswith("T00:00:00.000Z")
+    assert "+09:00" in cli("edit", "eom", "--timeout", "5m").stdout
+    assert cli("trigger", "eom", "--wait").returncode == 0
+    line = cli("history", "eom").stdout.splitlines()[1]
+    assert line.count("+09:00") == 2, line  # scheduled and started, in the job's zone
+    run = json.loads(cli("history", "eom", "--json").stdout)[0]
+    assert run["scheduled"].endswith("Z") and run["started_at"].endswith("Z")
+    status = json.loads(cli("status", "--json").stdout)
+    assert all(n["at"].endswith("Z") for n in status["next"])

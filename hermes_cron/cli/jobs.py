@@ -22,8 +22,9 @@ from hermes_cron.errors import InvalidInput
 @click.argument("name")
 @_job_options
 @click.argument("command", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the job and its next fire times as JSON.")
 @_home_option
-def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
+def add(name: str, command: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     """Add a job: hermes-cron add NAME --schedule EXPR [options] -- COMMAND [ARG]..."""
     from hermes_cron.logic.jobs import Job
     from hermes_cron.app.jobs import add_job
@@ -38,8 +39,22 @@ def add(name: str, command: tuple[str, ...], **opts: Any) -> None:
               env=tuple(sorted(_parse_env(opts["env"]).items())), **fields)
     job = add_job(_ctx().home, job)
     _warn_if_missing(job)
-    click.echo(f"added {job.name}: {job.schedule} ({job.tz}), next run {next_text(job, time.time())}")
+    _done("added", job, as_json)
     _note_six_fields(job)
+
+
+def _done(what: str, job, as_json: bool) -> None:  # job: logic.jobs.Job
+    """Say what was saved and when it fires next: the times computed, so a misreading shows."""
+    from hermes_cron.logic.reconcile import initial_next_run
+    from hermes_cron.logic.schedule import upcoming
+    from hermes_cron.logic.zones_lite import utc_iso
+
+    if as_json:
+        first = initial_next_run(job, time.time()) if job.enabled else None
+        nexts = [first, *upcoming(job.compiled, first, 2)] if first is not None else []
+        _emit_json({**job.to_dict(), "next_runs": [utc_iso(t) for t in nexts]})
+        return
+    click.echo(f"{what} {job.name}: {job.schedule} ({job.tz}), next run {next_text(job, time.time())}")
 
 
 def _note_six_fields(job) -> None:  # job: logic.jobs.Job
@@ -80,8 +95,9 @@ def _warn_if_missing(job) -> None:  # job: jobs.Job
 @click.argument("name", shell_complete=complete_job_names)
 @_edit_options
 @click.argument("command", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the job and its next fire times as JSON.")
 @_home_option
-def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
+def edit(name: str, command: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     """Change a job: only the options given change; -- COMMAND replaces the command."""
     from hermes_cron.app.jobs import edit_job
 
@@ -109,7 +125,7 @@ def edit(name: str, command: tuple[str, ...], **opts: Any) -> None:
     job = edit_job(_ctx().home, name, changes)
     if "command" in changes:
         _warn_if_missing(job)
-    click.echo(f"edited {job.name}: {job.schedule} ({job.tz}), next run {next_text(job, time.time())}")
+    _done("edited", job, as_json)
     if "schedule" in changes:
         _note_six_fields(job)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from hermes_cron.logic.durations import format_duration
-from hermes_cron.logic.zones_lite import utc_iso
 
 
 def next_text(job, now: float) -> str:
@@ -85,10 +84,10 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
         elif not foreign:
             lines.append(("heartbeat", "none yet"))
         last_ok = r["last_ok_tick"]
-        lines.append(("last good tick", f"{last_ok} ({age(r['last_ok_age_s'])} ago)" if last_ok else "never"))
+        lines.append(("last good tick", f"{iso_text(last_ok)} ({age(r['last_ok_age_s'])} ago)" if last_ok else "never"))
     if r["last_error"]:
         e = r["last_error"]
-        lines.append(("last error", f"{e.get('time')} {e.get('kind')}: {e.get('message')}"))
+        lines.append(("last error", f"{iso_text(e.get('time'))} {e.get('kind')}: {e.get('message')}"))
     if r["store_error"]:
         lines.append(("store", f"UNREADABLE: {r['store_error']}"))
     j = r["jobs"]
@@ -99,26 +98,60 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
     lines.append(("running", ", ".join(f"{x['job']} (run {x['run_id']}, {age(x['age_s'])})" for x in r["in_flight"])
                   or "none"))
     for i, n in enumerate(r["next"]):
-        lines.append(("next" if i == 0 else "", f"{n['at']}  {n['job']}"))
+        lines.append(("next" if i == 0 else "", f"{iso_text(n['at'])}  {n['job']}"))
     for i, f in enumerate(r["recent_failures"]):
         what = f["status"] + (f" (exit {f['exit_code']})" if f["exit_code"] is not None else "") + \
             (f" (signal {f['signal']})" if f["signal"] else "")
-        lines.append(("failures" if i == 0 else "", f"{f['ended']}  {f['job']} run {f['run_id']}: {what}"))
+        lines.append(("failures" if i == 0 else "", f"{iso_text(f['ended'])}  {f['job']} run {f['run_id']}: {what}"))
     return [f"{key + (':' if key else ''):<16}{value}" for key, value in lines]
 
 
+def local_text(ts: float | None, zone: Any = None) -> str:
+    """An instant for people: the wall time in `zone` (default: this machine's) with its UTC
+    offset, `2026-11-28 23:17:03+01:00`; JSON gives ISO 8601 UTC instead."""
+    from datetime import datetime
+
+    if ts is None:
+        return "-"
+    moment = datetime.fromtimestamp(ts, zone) if zone is not None else datetime.fromtimestamp(ts).astimezone()
+    return moment.isoformat(sep=" ", timespec="seconds")
+
+
+def iso_text(iso: str | None) -> str:
+    """An ISO 8601 UTC instant from a report (`...Z`), shown in this machine's zone."""
+    from datetime import datetime
+
+    if not iso:
+        return "-"
+    return local_text(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+
+
+def run_zone(r) -> Any:
+    """The zone a run's times are shown in: its job's (as claimed), else this machine's."""
+    spec = getattr(r, "job_spec", None)
+    if spec is None:
+        return None
+    try:
+        from hermes_cron.logic.zones import load_zone
+
+        return load_zone(spec.tz)
+    except Exception:  # noqa: BLE001 - a zone that no longer loads: the machine's
+        return None
+
+
 def history_row(r, with_job: bool = False) -> str:
-    """One run as a line of `history`: its job (across jobs), scheduled time and start (UTC),
-    duration, outcome with exit code or signal, and why it ended so, if anything says."""
+    """One run as a line of `history`: its job (across jobs), scheduled time and start (in the
+    job's zone, with the offset), duration, outcome with exit code or signal, and why it ended
+    so, if anything says."""
     duration = "-" if r.duration is None else f"{r.duration:.2f}s" if r.duration < 60 else age(r.duration)
-    started = (utc_iso(r.started_at) or "-")[:19].replace("T", " ")
-    scheduled = (utc_iso(r.scheduled) or "-")[:19].replace("T", " ")
+    zone = run_zone(r)
+    started, scheduled = local_text(r.started_at, zone), local_text(r.scheduled, zone)
     job = f"{clip(r.job, 16):<16} " if with_job else ""
-    line = f"{r.id:>6}  {job}{scheduled:<20} {started:<20} {duration:>9}  {run_status(r):<22}"
+    line = f"{r.id:>6}  {job}{scheduled:<25} {started:<25} {duration:>9}  {run_status(r):<22}"
     reason = " ".join((r.reason or "").split())
     return (line + "  " + clip(reason, 90)).rstrip() if reason else line.rstrip()
 
 
 def history_header(with_job: bool = False) -> str:
     job = f"{'JOB':<16} " if with_job else ""
-    return f"{'RUN':>6}  {job}{'SCHEDULED (UTC)':<20} {'STARTED (UTC)':<20} {'DURATION':>9}  {'STATUS':<22}  REASON"
+    return f"{'RUN':>6}  {job}{'SCHEDULED':<25} {'STARTED':<25} {'DURATION':>9}  {'STATUS':<22}  REASON"

@@ -71,6 +71,8 @@ def configure(fmt: str = "auto", path: str | None = None, level: str = "info") -
     processors: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level]
     if not (fmt == "keyvalue" and under_journald(sink.file)):
         processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
+    if fmt != "json":  # people read these: instants as local time with its offset, not epochs
+        processors.append(_readable_instants)
     if fmt == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=sink.isatty()))
     else:
@@ -86,6 +88,19 @@ def configure(fmt: str = "auto", path: str | None = None, level: str = "info") -
         cache_logger_on_first_use=False,
     )
     return sink
+
+
+INSTANT_FIELDS = ("at", "horizon")  # epoch seconds in events; JSON logs keep them as numbers
+
+
+def _readable_instants(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    from datetime import datetime
+
+    for key in INSTANT_FIELDS:
+        value = event.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            event[key] = datetime.fromtimestamp(value).astimezone().isoformat(sep=" ", timespec="milliseconds")
+    return event
 
 
 def get_logger(**bound: Any) -> Any:
