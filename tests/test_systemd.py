@@ -281,8 +281,10 @@ def test_restart_keeps_a_running_job_and_the_new_daemon_adopts_it(sd):
 
 def test_user_install(sd):
     """A --user install for alice, in her own systemd --user, started as at her login."""
-    sd.run("useradd", "--create-home", "--uid", "1001", "alice")
-    sd.run("systemctl", "start", "dbus.socket", "systemd-logind.service", "user@1001.service")
+    # A uid free on this machine (the container sees the host's users): 1001 unless taken.
+    uid = next(u for u in range(1001, 60000) if sd.run("getent", "passwd", str(u), check=False).returncode != 0)
+    sd.run("useradd", "--create-home", "--uid", str(uid), "alice")
+    sd.run("systemctl", "start", "dbus.socket", "systemd-logind.service", f"user@{uid}.service")
     units = "/home/alice/.config/systemd/user"
     for unit, text in ((DAEMON, f"[Service]\nExecStart=\nExecStart={BIN}/hermes-cron {RUN_FAST}\nWatchdogSec=0\n"),
                        (WATCHDOG, f"[Service]\nExecStart=\nExecStart={BIN}/hermes-cron-watchdog --systemd-unit "
