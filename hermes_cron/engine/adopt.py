@@ -56,7 +56,7 @@ def facts(d: Dispatcher, run: RunRecord, files: RunFiles, now: float) -> Facts:
 
 def adopt(d: Dispatcher, run: RunRecord, now: float) -> None:
     """Carry out what settle() decides for a run nobody alive answers for."""
-    files = d.files(run.job, run.id)
+    files = d.recorder.files(run.job, run.id)
     decision = settle(facts(d, run, files, now))
     action = decision.action
     if action is Action.LEAVE:
@@ -73,10 +73,10 @@ def adopt(d: Dispatcher, run: RunRecord, now: float) -> None:
         try:
             taken = files.take_token({"abandoned_by": d.owner.pid})
         except (OSError, HermesCronError) as e:  # its folder can't be used (a symlink, say)
-            d.finish(run, Outcome.INTERRUPTED, f"{decision.reason}; its folder can't be used: {e}")
+            d.recorder.finish(run, Outcome.INTERRUPTED, f"{decision.reason}; its folder can't be used: {e}")
             return
         if taken:
-            d.finish(run, Outcome.INTERRUPTED, decision.reason)
+            d.recorder.finish(run, Outcome.INTERRUPTED, decision.reason)
         elif action is Action.CANCEL:  # the supervisor took the token a moment ago: settle again
             adopt(d, run, now)
         return
@@ -92,18 +92,18 @@ def adopt(d: Dispatcher, run: RunRecord, now: float) -> None:
         return
     result = files.read_result()  # Action.INTERRUPT, unless the result came meanwhile
     if result is not None:
-        d.record(run, result)
+        d.recorder.record(run, result)
     else:
-        d.finish(run, Outcome.INTERRUPTED, decision.reason)
+        d.recorder.finish(run, Outcome.INTERRUPTED, decision.reason)
 
 
 def after_supervisor(d: Dispatcher, run: RunRecord, supervisor: ProcId | None) -> None:
     """A supervisor we watched has exited and its run is still open: record its result, or find
     out what happened (it crashed, its folder was unusable, it left the job running)."""
-    files = d.files(run.job, run.id)
+    files = d.recorder.files(run.job, run.id)
     result = files.read_result()
     if result is not None:
-        d.record(run, result)
+        d.recorder.record(run, result)
         return
     token, _ = files.read_token()
     in_token = files.read_supervisor()
@@ -118,7 +118,7 @@ def after_supervisor(d: Dispatcher, run: RunRecord, supervisor: ProcId | None) -
         unsafe = files.unsafe()
         if unsafe is not None:
             d.log.error("run.unsafe_folder", job=run.job, run_id=run.id, error=unsafe)
-        d.finish(run, Outcome.INTERRUPTED, f"not started: {unsafe}" if unsafe else
+        d.recorder.finish(run, Outcome.INTERRUPTED, f"not started: {unsafe}" if unsafe else
                  crashed or "its supervisor exited before it could start the job")
         return
     if supervisor is None or in_token is None or in_token.pid != supervisor.pid:
@@ -128,7 +128,7 @@ def after_supervisor(d: Dispatcher, run: RunRecord, supervisor: ProcId | None) -
         assert job is not None
         watch_orphan(d, run, job)
         return
-    d.finish(run, Outcome.INTERRUPTED, crashed or "its supervisor ended without recording the outcome; "
+    d.recorder.finish(run, Outcome.INTERRUPTED, crashed or "its supervisor ended without recording the outcome; "
              "the exit status is unknown")
 
 
@@ -152,4 +152,4 @@ def watch_orphan(d: Dispatcher, run: RunRecord, job: ProcId) -> None:
                   job_pid=job.pid, previous_owner=run.owner_pid)
     if not watchable:
         d.unwatch(run.id)
-        d.finish(run, Outcome.INTERRUPTED, "its supervisor died and the job could not be watched")
+        d.recorder.finish(run, Outcome.INTERRUPTED, "its supervisor died and the job could not be watched")

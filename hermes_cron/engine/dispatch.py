@@ -24,7 +24,6 @@ from hermes_cron.engine.ticker import Claim
 from hermes_cron.logic.run import Outcome
 from hermes_cron.logic.zones_lite import utc_iso
 from hermes_cron.store.base import Store
-from hermes_cron.store.runfiles import RunFiles
 
 BATCH = 32  # runs per supervisor in a burst: one fork per batch instead of per run
 
@@ -39,7 +38,6 @@ class Dispatcher:
         self.log = log
         self.os = system
         self.recorder = Recorder(home, store, log, system.time)
-        self.record, self.finish = self.recorder.record, self.recorder.finish
         self.max_concurrent = max_concurrent
         self.detach = detach
         self.nofile = nofile
@@ -59,9 +57,6 @@ class Dispatcher:
             self.notify_fd, self._notify_w = os.pipe()
             os.set_blocking(self.notify_fd, False)
             os.set_blocking(self._notify_w, False)
-
-    def files(self, job: str, run_id: int) -> RunFiles:
-        return RunFiles(self.home.run_dir(job, run_id))
 
     # handing over -----------------------------------------------------------------------
 
@@ -149,10 +144,10 @@ class Dispatcher:
             old = self.store.run(old_id)
             if old is None or not old.open:
                 continue
-            files = self.files(old.job, old.id)
+            files = self.recorder.files(old.job, old.id)
             if files.take_token({"cancelled_by_run": claim.run_id}):
                 self._drop_queued(old.id)
-                self.finish(old, Outcome.INTERRUPTED, f"replaced by run {claim.run_id} before it started")
+                self.recorder.finish(old, Outcome.INTERRUPTED, f"replaced by run {claim.run_id} before it started")
                 continue
             supervisor = files.read_supervisor() or old.supervisor
             spec = old.job_spec
@@ -225,11 +220,11 @@ class Dispatcher:
 
     def _run_ended(self, run_id: int) -> None:
         run = self.store.run(run_id)
-        result = self.files(run.job, run.id).read_result() if run is not None else None
+        result = self.recorder.files(run.job, run.id).read_result() if run is not None else None
         if run is None or not run.open or result is None:
             return
         self.unwatch(run_id)
-        self.record(run, result)
+        self.recorder.record(run, result)
 
     def pidfds(self) -> list[int]:
         return list(self._fds)
@@ -248,10 +243,10 @@ class Dispatcher:
         self.unwatch(w.run_id)
         if run is not None and run.open:
             if w.timed_out:
-                self.finish(run, Outcome.TIMED_OUT, "ran past its timeout; stopped by the daemon (its "
+                self.recorder.finish(run, Outcome.TIMED_OUT, "ran past its timeout; stopped by the daemon (its "
                             "supervisor was gone, so the exit status is unknown)")
             else:
-                self.finish(run, Outcome.INTERRUPTED, f"its supervisor died; the job (pid {w.orphan.pid}) "
+                self.recorder.finish(run, Outcome.INTERRUPTED, f"its supervisor died; the job (pid {w.orphan.pid}) "
                             "ended but its exit status can't be known")
 
     def supervisor_gone(self, run_id: int) -> None:
