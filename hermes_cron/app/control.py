@@ -9,7 +9,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from hermes_cron.contract.heartbeat import ForeignHeartbeat, Heartbeat, read_any_heartbeat, read_heartbeat
+from hermes_cron.contract.heartbeat import (ForeignHeartbeat, Heartbeat, read_any_heartbeat, read_heartbeat,
+                                           stale_threshold)
 from hermes_cron.contract.pidfile import PidInfo, read_pidfile, verify
 from hermes_cron.contract.command import STDERR_FILE, daemon_argv, open_stderr_file
 from hermes_cron.errors import DaemonError, HermesCronError
@@ -184,7 +185,7 @@ def heartbeat_health(hb: Heartbeat | None, now: float) -> dict:
     """Judge a heartbeat read from disk: its age against the stale threshold, and tick health."""
     if hb is None:
         return {"heartbeat": None, "stale": True, "failing": False, "waiting": False}
-    threshold = hb.stale_threshold()
+    threshold = stale_threshold(hb)
     age = max(0.0, now - hb.time)
     # Waiting for another ticker's lock is not failing; waiting longer than the threshold is unhealthy.
     waiting = hb.lock_wait is not None and now - hb.lock_wait.since > threshold

@@ -67,9 +67,6 @@ class Heartbeat:
     version: str
     lock_wait: LockWait | None = None
 
-    def stale_threshold(self) -> float:
-        return stale_threshold(self)
-
     @property
     def last_tick_failed(self) -> bool:
         """The last tick failed, or none has succeeded yet while nothing held it up (`status`
