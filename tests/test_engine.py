@@ -59,6 +59,14 @@ def slot(store: SqliteStore, name: str) -> float:
     return store.sched_rows()[name].next_run
 
 
+def run_through(system, store, dispatcher, run_id: int) -> None:
+    """Its supervisor starts the job, the job succeeds, the supervisor exits and is reaped."""
+    system.start(run_id)
+    system.end(run_id)
+    system.exit(store.run(run_id).supervisor_pid)
+    dispatcher.reap_children()
+
+
 def tick_at(scheduler, dispatcher, system, at: float):
     system.now = at
     report = scheduler.claim(at)
@@ -224,10 +232,7 @@ def test_max_concurrent_queues_the_rest(engine):
     report = tick_at(scheduler, d, system, at)
     assert len(report.claims) == 2 and len(d.watched) == 1 and len(d.queue) == 1
     first = next(iter(d.watched))
-    system.start(first)
-    system.end(first)
-    system.exit(store.run(first).supervisor_pid)
-    d.reap_children()
+    run_through(system, store, d, first)
     assert len(d.watched) == 1 and not d.queue, "the queued run was handed over when room came"
 
 
@@ -263,9 +268,6 @@ def test_history_keeps_only_keep_runs(engine):
     at = slot(store, "job")
     for i in range(4):
         [claim] = tick_at(scheduler, dispatcher, system, at + 60 * i).claims
-        system.start(claim.run_id)
-        system.end(claim.run_id)
-        system.exit(store.run(claim.run_id).supervisor_pid)
-        dispatcher.reap_children()
+        run_through(system, store, dispatcher, claim.run_id)
     assert len(store.history("job", 0)) == 2
     assert len(os.listdir(home.job_runs("job"))) == 2, "pruned runs' folders are removed"
