@@ -1,6 +1,7 @@
 """Job operations as the CLI (and any program) uses them: add, edit, remove, pause, resume,
-and the jobs with where they stand (list, show). Each edit is a read-modify-write of hermes-cron-jobs.json under the store lock, followed by
-a reconcile of the schedule state, and a nudge to a running daemon."""
+and the jobs with where they stand (list, show). Each edit is a read-modify-write of
+hermes-cron-jobs.json under the store lock, followed by a reconcile of the schedule state, and a
+nudge to a running daemon."""
 
 from __future__ import annotations
 

@@ -91,7 +91,8 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
     if r["store_error"]:
         lines.append(("store", f"UNREADABLE: {r['store_error']}"))
     j = r["jobs"]
-    lines.append(("jobs", f"{j.get('enabled', 0)} enabled, {j.get('paused', 0)} paused, {j.get('completed', 0)} completed"
+    lines.append(("jobs", f"{j.get('enabled', 0)} enabled, {j.get('paused', 0)} paused, "
+                          f"{j.get('completed', 0)} completed"
                   + (f", {j['invalid']} INVALID" if j.get("invalid") else "")))
     for i, bad in enumerate(r.get("invalid_jobs") or []):
         lines.append(("invalid" if i == 0 else "", f"{bad['job']}: {bad['reason']}"))

@@ -21,7 +21,8 @@ from hermes_cron.contract.files import refuse_if_open_to_others
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 # The names in cron/ that are ours: none of them may be a symlink or belong to someone else.
 # (jobs.json and .jobs.lock are the Hermes agent's: not ours to judge.)
-OUR_NAMES = ("hermes-cron-jobs.json", "state.db", "state.db-wal", "state.db-shm", ".hermes-cron-jobs.lock", ".tick.lock",
+OUR_NAMES = ("hermes-cron-jobs.json", "state.db", "state.db-wal", "state.db-shm", ".hermes-cron-jobs.lock",
+             ".tick.lock",
              ".daemon.lock", ".ticker_heartbeat", "hermes-cron.pid", ".stopped", "runs", "daemon.log",
              "daemon.stderr", ".watchdog.json", ".watchdog.lock")
 

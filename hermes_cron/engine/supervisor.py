@@ -282,8 +282,7 @@ class Supervisor:
                 self.by_fd[fd] = (r, kind)
                 self.poller.register(fd, select.POLLIN)
         if started:  # after the starts, so telling never delays one
-            assert all(r.proc is not None for r in started)
-            self._tell("".join(f"S {r.launch.run_id} {r.started_at!r} {r.proc.pid} {r.job_start}\n"  # type: ignore[union-attr]
+            self._tell("".join(f"S {r.launch.run_id} {r.started_at!r} {r.proc.pid if r.proc else 0} {r.job_start}\n"
                                for r in started))
 
     def _on_event(self, fd: int) -> None:

@@ -1,1 +1,3 @@
-"""Where jobs and runs are kept: the store interface, its SQLite-and-JSON implementation, and the run folders."""
+"""Where jobs and runs are kept: the store interface, its SQLite-and-JSON implementation, and the
+run folders.
+"""

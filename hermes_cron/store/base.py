@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.errors import InvalidInput
 from hermes_cron.logic.sched import SchedChange, SchedRow
-from hermes_cron.store.facts import StatusFacts  # noqa: F401 - part of the interface
 from hermes_cron.logic.run import OPEN, Outcome, RunResult, RunState, Trigger
 from hermes_cron.logic.zones_lite import utc_iso
 

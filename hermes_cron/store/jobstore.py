@@ -50,7 +50,8 @@ class Definitions:
         except KeyError:
             if name in self.invalid:
                 raise InvalidInput(f"job {name!r} is invalid ({self.invalid[name].reason}); fix it in "
-                                   f"hermes-cron-jobs.json by hand, or remove it with: hermes-cron remove {name}") from None
+                                   f"hermes-cron-jobs.json by hand, or remove it with: hermes-cron remove {name}"
+                                   ) from None
             raise JobNotFound(f"no job named {name!r}") from None
 
 
