@@ -234,6 +234,14 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
     report["unhealthy_reason"] = _unhealthy_reason(report, health) if found.running and not report["healthy"] \
         else None
     _store_facts(home, report, now)
+    report["hermes"] = None
+    if os.path.lexists(home.legacy_jobs) or os.path.lexists(home.hermes_record):
+        from hermes_cron.app.hermes_view import hermes_report  # only where Hermes lives: status stays fast
+
+        h = hermes_report(home, now)
+        report["hermes"] = {k: v for k, v in h.items() if k != "jobs"} | {
+            "jobs_ticked_by_hermes": sum(1 for j in h["jobs"] if j["ticked_by"] != "hermes-cron"),
+            "jobs_ticked_by_us": sum(1 for j in h["jobs"] if j["ticked_by"] == "hermes-cron")}
     if found.running:
         code = 0 if report["healthy"] else 150
     else:

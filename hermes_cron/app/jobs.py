@@ -21,10 +21,13 @@ from hermes_cron.contract.procinfo import boot_id
 from hermes_cron.logic.schedule import check_fires
 from hermes_cron.app.runs import record_ended, waiting_results
 from hermes_cron.logic import reconcile
+from hermes_cron.logic.hermes import PREFIX, is_hermes_name
+from hermes_cron.app.hermes_view import refuse
 from hermes_cron.logic.reconcile import SchedRow, initial_next_run
 from hermes_cron.logic.run import Outcome
 from hermes_cron.store.base import Store
 from hermes_cron.store.runfiles import RunFiles
+from hermes_cron.store.hermes_source import with_hermes
 from hermes_cron.store.sqlite import SqliteStore
 
 
@@ -44,7 +47,7 @@ def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str,
     store = SqliteStore(home)  # opened first: a broken state database aborts before anything is written
     try:
         def after(defs: Definitions) -> None:
-            sync_schedule(store, defs, time.time())
+            sync_schedule(store, defs, time.time(), home)
             if stops is not None:
                 cancel_unstarted(home, store, *stops)
 
@@ -55,8 +58,11 @@ def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str,
     return result
 
 
-def sync_schedule(store: Store, defs: Definitions, now: float) -> None:
-    """Bring the schedule rows in line with `defs` at once (the daemon would at its next tick)."""
+def sync_schedule(store: Store, defs: Definitions, now: float, home: Home | None = None) -> None:
+    """Bring the schedule rows in line with `defs` at once (the daemon would at its next tick),
+    with the Hermes agent's jobs while they are handed over (their rows are not ours to drop)."""
+    if home is not None:
+        defs = with_hermes(defs, home)
     with store.tick() as tx:
         changes, _ = reconcile.plan(tx.sched_rows(), defs.jobs, now, boot_id())
         tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()})
@@ -75,6 +81,9 @@ def nudge_daemon(home: Home) -> bool:
 
 
 def add_job(home: Home, job: Job) -> Job:
+    if is_hermes_name(job.name):
+        raise InvalidInput(f"job names starting with {PREFIX!r} are the Hermes agent's jobs (create those with "
+                           "`hermes cron create`); choose another name")
     now = time.time()
     if not job.created:
         job = job.evolve(created=now, anchor=job.anchor or float(int(now)))
@@ -92,6 +101,7 @@ def add_job(home: Home, job: Job) -> Job:
 def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
     """Change fields of a job. A new schedule or zone re-anchors interval schedules at now."""
     now = time.time()
+    refuse(home, name, "edit")
     jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
 
     def change(jobs: dict[str, Job]) -> Job:
@@ -120,12 +130,14 @@ def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
 
 def remove_job(home: Home, name: str) -> Job | None:
     """Remove a job, or an invalid entry of hermes-cron-jobs.json by its name."""
+    refuse(home, name, "remove")
     if name in jobstore.load(home).invalid:
         return _edit(home, lambda jobs: None, (name, "job removed"), forget=name)
     return _edit(home, lambda jobs: jobs.pop(name) if name in jobs else _get(jobs, name), (name, "job removed"))
 
 
 def set_enabled(home: Home, name: str, enabled: bool) -> Job:
+    refuse(home, name, "resume" if enabled else "pause")
     jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
 
     def change(jobs: dict[str, Job]) -> Job:
@@ -168,11 +180,12 @@ class JobView:
     last_status: Outcome | None
     last_ended: float | None
     running: int
+    ticked_by_hermes: bool = False  # a Hermes job its own ticker still fires (no hand-over)
 
     def to_dict(self) -> dict[str, Any]:
         from hermes_cron.logic.zones_lite import utc_iso
 
-        return {
+        d = {
             **self.job.to_dict(),
             "state": self.state_text,
             "next_run": utc_iso(self.next_run),
@@ -180,17 +193,28 @@ class JobView:
             "last_ended": utc_iso(self.last_ended),
             "running": self.running,
         }
+        if self.job.hermes is not None:
+            d["hermes"] = {**self.job.hermes, "ticked_by": "Hermes's own ticker" if self.ticked_by_hermes
+                           else "hermes-cron"}
+        return d
 
     @property
     def state_text(self) -> str:
         if self.completed:
             return "completed"
+        if self.ticked_by_hermes and self.job.enabled:
+            return "hermes-ticker"
         return "enabled" if self.job.enabled else "paused"
 
 
 def job_views(home: Home, names: list[str] | None = None) -> list[JobView | jobstore.Invalid]:
     """The jobs with where they stand, and the invalid entries of hermes-cron-jobs.json with why, by name."""
+    from hermes_cron.app.hermes_view import listing
+
     defs = jobstore.load(home)
+    handover, hermes = listing(home)
+    ticked_by_hermes = handover is None or not handover.active
+    hermes_jobs = {n: hj for n, hj in hermes.jobs.items() if hj.job is not None and n not in defs.jobs}
     rows: dict[str, SchedRow] = {}
     last: dict[str, tuple[Outcome | None, float | None]] = {}
     running: dict[str, int] = {}
@@ -208,18 +232,23 @@ def job_views(home: Home, names: list[str] | None = None) -> list[JobView | jobs
             store.close()
     now = time.time()
     out = []
-    for name in names if names is not None else sorted(defs.jobs.keys() | defs.invalid.keys()):
+    everything = defs.jobs.keys() | defs.invalid.keys() | hermes_jobs.keys()
+    for name in names if names is not None else sorted(everything):
         if name in defs.invalid and name not in defs.jobs:
             out.append(defs.invalid[name])
             continue
-        job = defs.get(name)
+        hj = hermes_jobs.get(name)
+        job = hj.job if hj is not None and hj.job is not None else defs.get(name)
         row = rows.get(name)
-        if row is not None and row.fingerprint == job.fingerprint:
+        by_hermes = hj is not None and ticked_by_hermes
+        if by_hermes:
+            next_run, completed = (hj.next_at if hj is not None else None), False
+        elif row is not None and row.fingerprint == job.fingerprint:
             next_run, completed = row.next_run, row.done
         else:
             next_run, completed = initial_next_run(job, now), False
         if not job.enabled:
             next_run = None
         status, ended = last.get(name, (None, None))
-        out.append(JobView(job, next_run, completed, status, ended, running.get(name, 0)))
+        out.append(JobView(job, next_run, completed, status, ended, running.get(name, 0), by_hermes))
     return out

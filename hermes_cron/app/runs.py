@@ -23,7 +23,8 @@ from hermes_cron.engine.dispatch import Dispatcher
 from hermes_cron.engine.recorder import Recorder
 from hermes_cron.engine.stopping import request_stop
 from hermes_cron.engine.ticker import Scheduler
-from hermes_cron.errors import DaemonError, JobNotFound
+from hermes_cron.errors import DaemonError, InvalidInput, JobNotFound
+from hermes_cron.logic.hermes import is_hermes_name
 from hermes_cron.logic.run import Outcome, RunState, transition
 from hermes_cron.store import jobstore
 from hermes_cron.store.base import RunRecord, Store
@@ -67,7 +68,7 @@ def trigger(home: Home, name: str, answer_timeout: float = 10.0, wait: bool = Tr
     supervisor outlives us, and the result waits in the run's folder for the next daemon).
 
     Returns (run id, whether no daemon took it: this process dispatched it)."""
-    jobstore.load(home).get(name)
+    known(home, name, running=True)
     store = SqliteStore(home)
     try:
         request_id = store.add_request(name, time.time())
@@ -169,6 +170,24 @@ def _run_alive(home: Home, run: RunRecord) -> bool:
     return any(p is not None and p.alive() for p in (files.read_supervisor(), files.read_job_pid()))
 
 
+def known(home: Home, name: str, running: bool = False) -> None:
+    """JobNotFound unless `name` is a job of ours or a Hermes job; with `running`, InvalidInput
+    for a Hermes job that hermes-cron does not fire (the hand-over is not active)."""
+    if not is_hermes_name(name):
+        jobstore.load(home).get(name)
+        return
+    from hermes_cron.app.hermes_view import listing
+
+    handover, view = listing(home)
+    hj = view.jobs.get(name)
+    if hj is None:
+        raise JobNotFound(f"no job named {name!r} (nor a Hermes job with that id in {home.legacy_jobs})")
+    if running and (handover is None or not handover.active or hj.job is None):
+        why = hj.problem if hj.job is None else (handover.why if handover else "not handed over")
+        raise InvalidInput(f"hermes-cron does not fire Hermes's job {hj.id} ({why}); run it with Hermes: "
+                           f"hermes cron run {hj.id}")
+
+
 def history(home: Home, name: str | None, limit: int, outcomes: tuple[Outcome, ...] = ()) -> list[RunRecord]:
     """The runs of a job (or of every job, with `name` None), newest first; with `outcomes`,
     only the runs that ended so."""
@@ -178,7 +197,7 @@ def history(home: Home, name: str | None, limit: int, outcomes: tuple[Outcome, .
     finally:
         store.close()
     if not found and name is not None:
-        jobstore.load(home).get(name)  # JobNotFound for a name that never existed
+        known(home, name)  # JobNotFound for a name that never existed
     return found
 
 
@@ -190,7 +209,7 @@ def run_output(home: Home, name: str, run_id: int | None) -> RunRecord:
     finally:
         store.close()
     if run is None or run.job != name:
-        jobstore.load(home).get(name)
+        known(home, name)
         if run_id is not None:
             raise JobNotFound(f"job {name!r} has no run {run_id} (its runs: hermes-cron history {name})")
         raise JobNotFound(f"job {name!r} has no run with output yet (run it now with: "

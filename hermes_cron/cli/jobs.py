@@ -182,15 +182,21 @@ def list_(as_json: bool) -> None:
     # The schedule column is as wide as the longest schedule (within reason): a schedule cut short
     # says the wrong thing.
     width = min(max([15] + [len(v.job.schedule) for v in views if not isinstance(v, Invalid)]), 60)
-    click.echo(f"{'NAME':<16} {'SCHEDULE':<{width}} {'NEXT RUN':<25} {'LAST':<11} STATE")
+    nw = min(max([16] + [len(v.name if isinstance(v, Invalid) else v.job.name) for v in views]), 40)
+    click.echo(f"{'NAME':<{nw}} {'SCHEDULE':<{width}} {'NEXT RUN':<25} {'LAST':<11} STATE")
     for v in views:
         if isinstance(v, Invalid):
-            click.echo(f"{clip(v.name, 16):<16} {'?':<{width}} {'-':<25} {'-':<11} INVALID: {v.reason}")
+            click.echo(f"{clip(v.name, nw):<{nw}} {'?':<{width}} {'-':<25} {'-':<11} INVALID: {v.reason}")
             continue
         nxt = format_instant(v.next_run, load_zone(v.job.tz)) if v.next_run else "-"
         state = f"running:{v.running}" if v.running else v.state_text
-        click.echo(f"{clip(v.job.name, 16):<16} {clip(v.job.schedule, width):<{width}} {nxt:<25} "
+        if v.job.hermes is not None:
+            state += f" (Hermes job {v.job.hermes['name']!r})"
+        click.echo(f"{clip(v.job.name, nw):<{nw}} {clip(v.job.schedule, width):<{width}} {nxt:<25} "
                    f"{clip(str(v.last_status or '-'), 11):<11} {state}".rstrip())
+    if any(not isinstance(v, Invalid) and v.ticked_by_hermes for v in views):
+        click.echo("hermes-ticker: the Hermes agent's own ticker fires these jobs; to have hermes-cron fire "
+                   "them: hermes-cron hermes enable")
 
 
 @cli.command()
@@ -204,7 +210,9 @@ def show(name: str, as_json: bool) -> None:
     from hermes_cron.app.jobs import job_views
     from hermes_cron.logic.zones import format_instant, load_zone
 
-    view = job_views(_ctx().home, [name])[0]
+    from hermes_cron.app.hermes_view import resolve
+
+    view = job_views(_ctx().home, [resolve(_ctx().home, name)])[0]
     if as_json:
         _emit_json(view.to_dict())
         return
@@ -232,6 +240,11 @@ def show(name: str, as_json: bool) -> None:
         ("output cap", size_text(job.output_cap)),
         ("keep runs", str(job.keep_runs)),
     ]
+    if job.hermes is not None:
+        rows[1] = ("command", f"Hermes's own run of its job {job.hermes['id']} ({job.hermes['name']}): "
+                   "its fire_due steps in Hermes's Python")
+        rows.append(("fired by", "Hermes's own ticker (hand it over: hermes-cron hermes enable)"
+                     if view.ticked_by_hermes else "hermes-cron (the hand-over is active)"))
     for key, value in rows:
         click.echo(f"{key + ':':<15}{value}")
 

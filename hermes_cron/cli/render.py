@@ -100,11 +100,53 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
                   or "none"))
     for i, n in enumerate(r["next"]):
         lines.append(("next" if i == 0 else "", f"{iso_text(n['at'])}  {n['job']}"))
+    lines += _hermes_status(r.get("hermes"))
     for i, f in enumerate(r["recent_failures"]):
         what = f["status"] + (f" (exit {f['exit_code']})" if f["exit_code"] is not None else "") + \
             (f" (signal {f['signal']})" if f["signal"] else "")
         lines.append(("failures" if i == 0 else "", f"{iso_text(f['ended'])}  {f['job']} run {f['run_id']}: {what}"))
     return [f"{key + (':' if key else ''):<16}{value}" for key, value in lines]
+
+
+def _hermes_status(h: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not h or not h.get("present"):
+        return []
+    ho = h["handover"]
+    if ho["active"]:
+        out = [("hermes", f"hand-over active: hermes-cron fires Hermes's {h['jobs_ticked_by_us']} job(s)")]
+    else:
+        out = [("hermes", f"{h['jobs_ticked_by_hermes']} Hermes job(s) fired by Hermes's own ticker: {ho['reason']}")]
+    if h.get("error"):
+        out.append(("", f"Hermes's jobs file can't be read (the last good reading stays in force): {h['error']}"))
+    if not ho["plugin_current"]:
+        out.append(("", f"the provider plugin is version {ho['plugin_version']}, this hermes-cron ships another: "
+                        "refresh it with: hermes-cron hermes enable"))
+    return out
+
+
+def hermes_lines(h: dict[str, Any]) -> list[str]:
+    """`hermes status` as text."""
+    if not h.get("present"):
+        return [f"no Hermes agent jobs here ({h['jobs_file']} does not exist)"]
+    ho = h["handover"]
+    lines = [("hand-over", ("ACTIVE: " if ho["active"] else "inactive: ") + ho["reason"]),
+             ("jobs file", f"{h['jobs_file']}: {h['jobs_read']} job(s) read"
+              + (f"; ERROR: {h['error']}" if h.get("error") else "")),
+             ("provider", f"cron.provider in Hermes's config: {ho['provider'] or 'unset'}"),
+             ("plugin", f"version {ho['plugin_version']}" + ("" if ho["plugin_current"] else " (outdated: run "
+                                                            "hermes-cron hermes enable)") if ho["plugin_version"]
+              else "not installed"),
+             ("hermes ticker", f"last beat {age(ho['hermes_ticker_age'])} ago" if ho["hermes_ticker_age"] is not None
+              else "no heartbeat here")]
+    if ho.get("python"):
+        lines.append(("hermes python", ho["python"]))
+    out = [f"{key + ':':<16}{value}" for key, value in lines]
+    for j in h["jobs"]:
+        what = j["schedule"] or "-"
+        state = j["state"] if j["enabled"] else "paused"
+        extra = f"; {j['problem']}" if j["problem"] else f"; fired by {j['ticked_by']}"
+        out.append(f"  {j['name']:<24} {j['hermes_name'][:24]!r:<26} {what:<20} {state}{extra}")
+    return out
 
 
 def local_text(ts: float | None, zone: Any = None) -> str:

@@ -24,6 +24,9 @@ def trigger(name: str, wait: bool) -> None:
     from hermes_cron.logic.run import exit_status
 
     home = _ctx().home
+    from hermes_cron.app.hermes_view import resolve
+
+    name = resolve(home, name)
     run_id, here = trigger_job(home, name, wait=wait)
     run = wait_run(home, run_id) if wait else None
     if run is None:
@@ -62,6 +65,9 @@ def history(name: str | None, limit: int, statuses: tuple[str, ...], as_json: bo
     from hermes_cron.app.runs import history as job_history
     from hermes_cron.logic.run import Outcome
 
+    from hermes_cron.app.hermes_view import resolve
+
+    name = resolve(_ctx().home, name) if name else name
     found = job_history(_ctx().home, name, limit, tuple(Outcome(s) for s in statuses))
     if as_json:
         _emit_json([r.to_dict() for r in found])
@@ -90,6 +96,9 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
     from hermes_cron.store.runfiles import RunFiles
 
     home = _ctx().home
+    from hermes_cron.app.hermes_view import resolve
+
+    name = resolve(home, name)
     run = run_output(home, name, run_id)
     files = RunFiles(home.run_dir(run.job, run.id))
     out = sys.stdout.buffer

@@ -48,6 +48,11 @@ class Home:
         return self._in(LEGACY_JOBS_FILE)
 
     @property
+    def hermes_record(self) -> str:
+        """Our record of handing the Hermes agent's ticker over (`hermes-cron hermes enable`)."""
+        return self._in("hermes-cron-hermes.json")
+
+    @property
     def state(self) -> str:
         return self._in("state.db")
 

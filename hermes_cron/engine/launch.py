@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.logic.hermes import SKIP_EXIT
 from hermes_cron.logic.jobs import Job
 from hermes_cron.store.runfiles import RunFiles
 
@@ -43,12 +44,14 @@ class Launch:
     targets: tuple[Target, ...] = ()
     nofile: tuple[int, int] | None = None
     start_at: float | None = None  # not before this instant (the slot, when claimed ahead of it)
+    skip_code: int | None = None  # an exit status that means "skipped" (a Hermes job's runner)
 
     @classmethod
     def of(cls, run_id: int, job: Job, scheduled: float | None, folder: str, home_root: str,
            targets: tuple[Target, ...] = (), nofile: tuple[int, int] | None = None) -> Launch:
         return cls(run_id, job.name, tuple(job.argv), job.env, job.cwd, job.timeout, job.kill_grace,
-                   job.output_cap, scheduled, folder, home_root, targets, nofile, start_at=scheduled)
+                   job.output_cap, scheduled, folder, home_root, targets, nofile, start_at=scheduled,
+                   skip_code=SKIP_EXIT if job.hermes is not None else None)
 
     @property
     def files(self) -> RunFiles:

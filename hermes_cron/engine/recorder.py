@@ -7,6 +7,7 @@ runs themselves (a pause cancelling a claimed run, `stop --jobs`, `trigger` in t
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from typing import Any, Callable
 
@@ -46,7 +47,26 @@ class Recorder:
             if result.reason:
                 fields["reason"] = result.reason
             (self.log.info if result.outcome is Outcome.SUCCEEDED else self.log.warning)("job.finished", **fields)
+            if spec is not None and spec.hermes is not None:
+                self._settle_hermes(run, spec.argv, result)
         return changed
+
+    def _settle_hermes(self, run: RunRecord, argv: list[str], result: RunResult) -> None:
+        """A Hermes job's runner that was killed (timeout, stop, signal) or lost with its
+        supervisor may have left Hermes's execution record and fire claim open: Hermes's own
+        code closes them (hermes_fire.py settle), in the background, once per run; a runner that
+        closed them itself makes it a no-op."""
+        pid = result.job_pid or run.job_pid
+        cut_short = result.outcome in (Outcome.TIMED_OUT, Outcome.INTERRUPTED) or result.signal is not None
+        if not cut_short or not pid or len(argv) < 6 or argv[3] != "fire":
+            return
+        reason = f"hermes-cron run {run.id}: {result.reason or result.outcome}"
+        try:
+            subprocess.Popen([*argv[:3], "settle", argv[4], argv[5], str(pid), reason[:500]],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, close_fds=True)
+        except OSError as e:
+            self.log.error("hermes.settle_failed", job=run.job, run_id=run.id, error=str(e))
 
     def _remove_run_folder(self, job: str, run_id: int) -> None:
         """Delete a pruned run's folder through descriptors (files.remove_tree): a symlink on

@@ -64,6 +64,9 @@ class CappedOutput:
         if len(self._tail) > 2 * self._keep_tail:
             del self._tail[: len(self._tail) - self._keep_tail]
 
+    def tail(self, n: int) -> bytes:
+        return bytes(self._tail[-n:])
+
     def finish(self) -> bool:
         """Fix up the file; True if bytes were dropped."""
         if self.total <= self.cap:
@@ -208,6 +211,12 @@ class _Run:
         os.close(self.out_fd)
         outcome = self.outcome or (Outcome.SUCCEEDED if returncode == 0 else Outcome.FAILED)
         reason = self.reason
+        if self.outcome is None and self.launch.skip_code is not None and returncode != 0:
+            said = runner_said(bytes(self.out.tail(4096)))
+            if returncode == self.launch.skip_code:
+                outcome, reason = Outcome.SKIPPED, said.removeprefix("skipped: ") if said else "skipped"
+            elif said:
+                reason = said
         if reason is None and returncode == 127 and self.launch.argv[:2] == ("/bin/sh", "-c"):
             reason = "command not found (the shell exited 127)"
         return RunResult(outcome, time.time(), self.started_at, returncode if returncode >= 0 else None,
@@ -345,6 +354,15 @@ def start_failure(e: OSError, program: str, cwd: str) -> tuple[int | None, str]:
     if isinstance(e, PermissionError):
         return 126, f"can't run {program!r}: permission denied"
     return None, f"can't start {program!r} in {cwd}: {e.strerror}"
+
+
+def runner_said(tail: bytes) -> str | None:
+    """The last "hermes-cron: ..." line a Hermes job's runner wrote (logic/hermes.py), without
+    the prefix: why it skipped, or how Hermes recorded a failure."""
+    for line in reversed(tail.decode(errors="replace").splitlines()):
+        if line.startswith("hermes-cron: "):
+            return line.removeprefix("hermes-cron: ").strip()[:500]
+    return None
 
 
 def read_stop_reason(files: RunFiles) -> str:

@@ -20,12 +20,14 @@ from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId, cmdline
 from hermes_cron.errors import InvalidInput, LockBusy, StoreError, TickLockBusy
 from hermes_cron.logic import reconcile
+from hermes_cron.logic.hermes import requested
 from hermes_cron.logic.jobs import Job
 from hermes_cron.logic.policy import Decision, decide
 from hermes_cron.logic.run import Outcome, RunState, Trigger
 from hermes_cron.store import jobstore
 from hermes_cron.store.base import Advance, NewRun, Store, TickTransaction
 from hermes_cron.store.jobstore import Definitions
+from hermes_cron.store.hermes_source import HermesView, Scheduled, merge
 
 TICK_LOCK_TIMEOUT = 5.0
 _UNSCHEDULABLE = (InvalidInput, ValueError, OverflowError)
@@ -82,7 +84,12 @@ class Scheduler:
         self.owner = owner
         self.boot_id = boot_id
         self.lock_timeout = lock_timeout
-        self._defs: Definitions | None = None
+        self._native: Definitions | None = None  # hermes-cron-jobs.json as last read
+        self._defs: Definitions | None = None  # with Hermes's jobs, while they are handed over
+        self._defs_key: tuple | None = None
+        self.hermes = Scheduled(home)
+        self._hermes_view: HermesView | None = None
+        self._answered: dict[str, str] = {}  # Hermes job -> the next_run_at last acted on
         self._reconciled: Definitions | None = None
         self._diff: set[str] = set()  # changed_jobs(_reconciled, _diff_for), worked out ahead
         self._diff_for: Definitions | None = None
@@ -91,9 +98,15 @@ class Scheduler:
 
     @property
     def definitions(self) -> Definitions:
+        """hermes-cron-jobs.json (re-read when it changed), with Hermes's jobs while they are ours."""
         sig = jobstore.signature(self.home.jobs)
-        if self._defs is None or self._defs.sig != sig:
-            self._defs = jobstore.load(self.home)
+        if self._native is None or self._native.sig != sig:
+            self._native = jobstore.load(self.home)
+        token, view = self.hermes.current()
+        self._hermes_view = view
+        if self._defs is None or self._defs_key != (self._native, token):
+            self._defs = merge(self._native, token, view)
+            self._defs_key = (self._native, token)
         return self._defs
 
     def claim(self, now: float | None = None, only_requests: set[int] | None = None) -> TickReport:
@@ -144,7 +157,10 @@ class Scheduler:
                     for r in requests:
                         self._answer(tx, r.id, r.job, wall, in_flight, report)
                 phase["requests"] = time.monotonic() - t0
+                if only_requests is None and self._hermes_view is not None:
+                    self._hermes_requests(tx, wall, in_flight, report)
             report.lock_held = time.monotonic() - t0
+            self._note_hermes_claims(report)
             return report
         finally:
             lock.release()
@@ -175,7 +191,8 @@ class Scheduler:
         """Reconcile schedule rows with hermes-cron-jobs.json if it changed since the last reconcile. When
         the rows reflect the version this scheduler reconciled last, only the jobs that differ
         between the two versions are touched (one hand edit in 10,000 jobs touches one row)."""
-        previous, defs = self._reconciled, self.definitions
+        previous, defs = self._reconciled, self._defs
+        assert defs is not None  # read by claim() before it takes the lock
         stored = tx.reconcile_sig()
         if stored != defs.sig.text():
             only = None
@@ -243,6 +260,39 @@ class Scheduler:
         for index, job, slot, trigger, replaces in claimed:
             report.claims.append(Claim(ids[index], job, slot, trigger, replaces))
             in_flight.setdefault(job.name, []).append(ids[index])
+
+    def _hermes_requests(self, tx: TickTransaction, now: float, in_flight: dict[str, list[int]] | None,
+                         report: TickReport) -> None:
+        """`hermes cron run ID` sets the job due now and expects a ticker to fire it: a Hermes job
+        due by its own next_run_at that no slot of ours explains is run now (see logic/hermes.py's
+        `requested`), once per next_run_at value; while a run of it is in flight it waits."""
+        assert self._hermes_view is not None and self._defs is not None
+        asks = [hj for hj in self._hermes_view.jobs.values()
+                if hj.job is not None and hj.enabled and hj.next_at is not None and hj.next_at <= now
+                and self._answered.get(hj.our_name) != hj.next_run_at and hj.our_name in self._defs.jobs]
+        if not asks:
+            return
+        rows = tx.sched_rows({hj.our_name for hj in asks})
+        in_flight = in_flight if in_flight is not None else tx.in_flight()
+        for hj in asks:
+            row = rows.get(hj.our_name)
+            if row is None or in_flight.get(hj.our_name) or not requested(hj, now, row.last_slot, row.next_run):
+                continue
+            job = self._defs.jobs[hj.our_name]
+            [run_id] = tx.insert_runs([NewRun(job.name, Trigger.MANUAL, now, now, owner=self.owner, spec=job.spec_json)])
+            report.claims.append(Claim(run_id, job, now, Trigger.MANUAL))
+            in_flight.setdefault(job.name, []).append(run_id)
+
+    def _note_hermes_claims(self, report: TickReport) -> None:
+        """Remember the next_run_at each claimed Hermes run answers, so it is not taken for a
+        `hermes cron run` request at the next tick."""
+        view = self._hermes_view
+        if view is None:
+            return
+        for c in report.claims:
+            hj = view.jobs.get(c.job.name)
+            if hj is not None and hj.next_run_at is not None:
+                self._answered[c.job.name] = hj.next_run_at
 
     def _answer(self, tx: TickTransaction, request_id: int, name: str, now: float,
                 in_flight: dict[str, list[int]], report: TickReport) -> None:

@@ -104,6 +104,12 @@ class Job:
         return f"{self.schedule}\0{self.tz}\0{self.anchor!r}"
 
     @property
+    def hermes(self) -> dict[str, Any] | None:
+        """{"id", "name"} for one of the Hermes agent's own jobs (logic/hermes.py), else None."""
+        found = self.extra.get("hermes")
+        return found if isinstance(found, dict) else None
+
+    @property
     def argv(self) -> list[str]:
         return ["/bin/sh", "-c", self.command[0]] if self.shell else list(self.command)
 
