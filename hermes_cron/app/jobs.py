@@ -207,12 +207,16 @@ class JobView:
         return "enabled" if self.job.enabled else "paused"
 
 
-def job_views(home: Home, names: list[str] | None = None) -> list[JobView | jobstore.Invalid]:
-    """The jobs with where they stand, and the invalid entries of hermes-cron-jobs.json with why, by name."""
+def job_views(home: Home, names: list[str] | None = None,
+              warnings: list[str] | None = None) -> list[JobView | jobstore.Invalid]:
+    """The jobs with where they stand, and the invalid entries of hermes-cron-jobs.json with why, by
+    name; the Hermes agent's jobs too (`warnings` gets why they can't be read, if so)."""
     from hermes_cron.app.hermes_view import listing
 
     defs = jobstore.load(home)
     handover, hermes = listing(home)
+    if hermes.error and warnings is not None:
+        warnings.append(f"Hermes's jobs file can't be read, its jobs are not listed: {hermes.error}")
     ticked_by_hermes = handover is None or not handover.active
     hermes_jobs = {n: hj for n, hj in hermes.jobs.items() if hj.job is not None and n not in defs.jobs}
     rows: dict[str, SchedRow] = {}

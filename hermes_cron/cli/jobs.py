@@ -172,7 +172,10 @@ def list_(as_json: bool) -> None:
     from hermes_cron.app.jobs import job_views
     from hermes_cron.logic.zones import format_instant, load_zone
 
-    views = job_views(_ctx().home)
+    warnings: list[str] = []
+    views = job_views(_ctx().home, warnings=warnings)
+    for warning in warnings:
+        click.echo(f"hermes-cron: {warning}", err=True)
     if as_json:
         _emit_json([v.to_dict() for v in views])
         return

@@ -125,10 +125,10 @@ def set_child(text: str, section: str, key: str, value: str) -> str:
         old = lines[found.line]
         m = _CHILD.match(_strip(old))
         assert m is not None
-        comment = ""
         rest = m.group(3) or ""
-        if rest[:1] not in ("'", '"') and re.search(r"[ \t]#", rest):
-            comment = " #" + re.split(r"[ \t]#", rest, maxsplit=1)[1]
+        after = rest.find(rest[0], 1) + 1 if rest[:1] in ("'", '"') else 0
+        hit = re.search(r"[ \t]+#", rest[after:]) if not rest.startswith("#") else None
+        comment = rest[after + hit.start():] if hit else (f" {rest}" if rest.startswith("#") else "")
         ending = old[len(_strip(old)):]
         lines[found.line] = f"{m.group(1)}{key}: {value}{comment}{ending or eol}"
         return "".join(lines)
