@@ -33,7 +33,7 @@ def test_none_of_our_names_is_hermess():
     home = Home("/h")
     ours_now = {os.path.basename(p) for p in (home.jobs, home.jobs_lock, home.state, home.tick_lock,
                                               home.daemon_lock, home.heartbeat, home.pidfile, home.stopped_marker,
-                                              home.runs)} | set(OUR_NAMES)
+                                              home.runs, home.hermes_record)} | set(OUR_NAMES)
     assert not (ours_now - SHARED_ON_PURPOSE) & HERMES_NAMES
 
 

@@ -246,10 +246,27 @@ def show(name: str, as_json: bool) -> None:
     if job.hermes is not None:
         rows[1] = ("command", f"Hermes's own run of its job {job.hermes['id']} ({job.hermes['name']}): "
                    "its fire_due steps in Hermes's Python")
+        rows = [(k, "Hermes's own environment" if k == "env" else v) for k, v in rows]
         rows.append(("fired by", "Hermes's own ticker (hand it over: hermes-cron hermes enable)"
                      if view.ticked_by_hermes else "hermes-cron (the hand-over is active)"))
     for key, value in rows:
         click.echo(f"{key + ':':<15}{value}")
+
+
+def _job_named(word: str):  # -> logic.jobs.Job | None
+    """The job a one-word `next` argument names (a schedule is never one word but a macro)."""
+    if " " in word.strip() or word.startswith("@"):
+        return None
+    from hermes_cron.app.hermes_view import listing, resolve
+    from hermes_cron.logic.hermes import is_hermes_name
+    from hermes_cron.store import jobstore
+
+    home = _ctx().home
+    name = resolve(home, word)
+    if is_hermes_name(name):
+        hj = listing(home)[1].jobs.get(name)
+        return hj.job if hj is not None else None
+    return jobstore.load(home).jobs.get(name)
 
 
 @cli.command(name="next")
@@ -261,19 +278,23 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_home_option  # accepted like every command's, though `next` reads nothing from the home
 def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: str, as_json: bool) -> None:
-    """Preview the next fire times of a schedule, with their UTC offsets."""
+    """Preview the next fire times of a schedule (or of the job EXPR names), with their UTC offsets."""
     import time
 
     from hermes_cron.logic.schedule import RebootSchedule, check_fires, parse_at, parse_schedule, upcoming
     from hermes_cron.logic.zones import format_instant, load_zone, local_zone_name
     from hermes_cron.logic.zones_lite import utc_iso
 
+    job = _job_named(expr)
+    if job is not None:  # a job's name (ours, or a Hermes job's): its own schedule, zone and anchor
+        expr, tz = job.schedule, tz or job.tz
     prefixed = _zone_prefix({"schedule": expr, "tz": tz})  # CRON_TZ=ZONE EXPR, as for add
     expr, tz = prefixed.get("schedule", expr), prefixed.get("tz", tz)
     tz = tz or local_zone_name()
     zone = load_zone(tz)
     t0 = parse_at(start, zone, "--from") if start else time.time()
-    sched = parse_schedule(expr, tz, hash_key=hash_key, anchor=float(int(t0)))
+    sched = parse_schedule(expr, tz, hash_key=job.name if job is not None else hash_key,
+                           anchor=job.anchor if job is not None and job.anchor else float(int(t0)))
     if isinstance(sched, RebootSchedule):
         raise InvalidInput("@reboot runs once per boot; it has no fire times to preview")
     check_fires(sched, t0)

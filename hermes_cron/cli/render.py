@@ -100,7 +100,7 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
                   or "none"))
     for i, n in enumerate(r["next"]):
         lines.append(("next" if i == 0 else "", f"{iso_text(n['at'])}  {n['job']}"))
-    lines += _hermes_status(r.get("hermes"))
+    lines += _hermes_status(r.get("hermes"), r["running"])
     for i, f in enumerate(r["recent_failures"]):
         what = f["status"] + (f" (exit {f['exit_code']})" if f["exit_code"] is not None else "") + \
             (f" (signal {f['signal']})" if f["signal"] else "")
@@ -108,7 +108,7 @@ def status_lines(r: dict[str, Any], code: int, now: float) -> list[str]:
     return [f"{key + (':' if key else ''):<16}{value}" for key, value in lines]
 
 
-def _hermes_status(h: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _hermes_status(h: dict[str, Any] | None, running: bool) -> list[tuple[str, str]]:
     if not h or not h.get("present"):
         return []
     ho = h["handover"]
@@ -116,6 +116,8 @@ def _hermes_status(h: dict[str, Any] | None) -> list[tuple[str, str]]:
         out = [("hermes", f"hand-over active: hermes-cron fires Hermes's {h['jobs_ticked_by_us']} job(s)")]
     else:
         out = [("hermes", f"{h['jobs_ticked_by_hermes']} Hermes job(s) fired by Hermes's own ticker: {ho['reason']}")]
+    if ho["active"] and not running:
+        out.append(("", "hermes-cron is not running: nothing fires Hermes's jobs until it starts"))
     if h.get("error"):
         out.append(("", f"Hermes's jobs file can't be read (the last good reading stays in force): {h['error']}"))
     if not ho["plugin_current"]:
