@@ -287,3 +287,24 @@ def test_an_unreadable_hermes_file_never_stops_native_jobs(hermes_bin, cli, home
     with open(home.legacy_jobs, "w") as f:
         f.write(good)
     assert not d.events("tick.failed") and d.stop() == 0
+
+
+def test_a_job_hermes_sets_due_now_is_fired_once(hermes_bin, cli, home, daemons):
+    """Hermes's `trigger_job` (the console's `/cron run`) sets next_run_at to now and leaves the
+    firing to the ticker, telling the provider (on_jobs_changed: SIGUSR1 to our daemon)."""
+    job_id = create(hermes_bin, home, "hourly", "every 1h", stamp_script(home, "hourly"))
+    enable(cli, hermes_bin)
+    d = daemons(tick=60)
+    d.wait_started()
+    code = ("from cron.jobs import trigger_job\nfrom cron.scheduler import _notify_provider_jobs_changed\n"
+            f"trigger_job({job_id!r})\n_notify_provider_jobs_changed()\n")
+    assert hermes_python(hermes_bin, home, code).returncode == 0
+    [run] = wait_for(lambda: ours(home, job_id), 15, what="the run Hermes asked for")
+    assert run.trigger == "manual"
+    time.sleep(3)  # a few more ticks: the same request is not fired again
+    d.signal(signal.SIGUSR1)
+    time.sleep(1)
+    assert len(runs(home, f"hermes.{job_id}")) == 1
+    [rec] = executions(hermes_bin, home, job_id)
+    assert rec["source"] == "hermes-cron" and rec["status"] == "completed"
+    assert d.stop() == 0
