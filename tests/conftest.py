@@ -109,3 +109,37 @@ def hermes_bin() -> str:
     from hermes_agent import hermes_venv
 
     return hermes_venv()
+
+
+def pytest_configure(config) -> None:
+    """The run's id, shared with the xdist workers (they inherit the environment): slow fixtures
+    built once per run (the PostgreSQL server) are keyed by it."""
+    if not hasattr(config, "workerinput"):
+        import uuid
+
+        from pg_server import RUN_ENV
+
+        os.environ.setdefault(RUN_ENV, uuid.uuid4().hex[:12])
+
+
+def pytest_unconfigure(config) -> None:
+    if not hasattr(config, "workerinput"):
+        from pg_server import stop
+
+        stop()
+
+
+@pytest.fixture(scope="session")
+def pg_base() -> str:
+    """The throwaway PostgreSQL server of this test run (tests/pg_server.py)."""
+    from pg_server import server
+
+    return server()
+
+
+@pytest.fixture
+def pg_url(pg_base: str) -> str:
+    """A fresh database of its own on the test server."""
+    from pg_server import new_database
+
+    return new_database(pg_base)

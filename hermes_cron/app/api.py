@@ -10,7 +10,7 @@ from hermes_cron.contract.procinfo import ProcId, boot_id
 from hermes_cron.engine.dispatch import Dispatcher
 from hermes_cron.engine.ticker import Scheduler, TickReport
 from hermes_cron.store.migrate import migrate
-from hermes_cron.store.sqlite import SqliteStore
+from hermes_cron.store.opening import open_store
 
 
 def tick(home: str | Home | None = None, now: float | None = None, log: Any = None) -> TickReport:
@@ -21,7 +21,7 @@ def tick(home: str | Home | None = None, now: float | None = None, log: Any = No
     log = log if log is not None else get_logger()
     me = ProcId.me()
     migrate(home)
-    store = SqliteStore(home)
+    store = open_store(home)
     try:
         dispatcher = Dispatcher(home, store, me, log, detach=True)
         dispatcher.recorder.collect()

@@ -285,9 +285,11 @@ def _jobs_file_fault(home: Home, reconciled_sig: str | None) -> str | None:
 def _store_facts(home: Home, report: dict, now: float) -> None:
     """Job counts, runs in flight, next fire times and recent failures (store/sqlite_status.py
     reads them without loading any schedule code: status must start fast)."""
-    from hermes_cron.store.sqlite_status import read_status_facts
-
-    if not os.path.exists(home.state):
+    if home.store is not None:
+        from hermes_cron.store.pg_status import read_status_facts
+    else:
+        from hermes_cron.store.sqlite_status import read_status_facts
+    if home.store is None and not os.path.exists(home.state):
         report["jobs"] = {"enabled": 0, "paused": 0, "completed": 0, "invalid": 0}
         report["store_error"] = _jobs_file_fault(home, None)
         return

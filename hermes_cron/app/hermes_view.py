@@ -34,9 +34,9 @@ def resolve(home: Home, ref: str) -> str:
     """Our name for `ref`: a name of ours as it is, else a Hermes job's id or (unique) Hermes name."""
     if is_hermes_name(ref) or "/" in ref:
         return ref
-    from hermes_cron.store import jobstore
+    from hermes_cron.store import definitions
 
-    if ref in jobstore.load(home).jobs or not os.path.lexists(home.legacy_jobs):
+    if ref in definitions.load(home).jobs or not os.path.lexists(home.legacy_jobs):
         return ref
     _, view = listing(home)
     by_id = [hj for hj in view.jobs.values() if hj.id == ref]

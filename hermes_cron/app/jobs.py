@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hermes_cron.store import jobstore
+from hermes_cron.store import definitions, jobstore
 from hermes_cron.contract.pidfile import read_pidfile, verify
 from hermes_cron.errors import InvalidInput, JobExists, JobNotFound
 from hermes_cron.logic.jobs import Job
@@ -28,7 +28,7 @@ from hermes_cron.logic.run import Outcome
 from hermes_cron.store.base import Store
 from hermes_cron.store.runfiles import RunFiles
 from hermes_cron.store.hermes_source import with_hermes
-from hermes_cron.store.sqlite import SqliteStore
+from hermes_cron.store.opening import has_state, open_store
 
 
 def _checked(job: Job, now: float) -> Job:
@@ -44,14 +44,14 @@ def _edit(home: Home, change: Callable[[dict[str, Job]], Any], stops: tuple[str,
     """Apply `change` to the jobs under the store lock, then reconcile state and nudge the daemon.
     With `stops` (job name, why), the job's scheduled runs that are claimed but not yet started
     are cancelled too, still under the lock."""
-    store = SqliteStore(home)  # opened first: a broken state database aborts before anything is written
+    store = open_store(home)  # opened first: a broken state database aborts before anything is written
     try:
         def after(defs: Definitions) -> None:
             sync_schedule(store, defs, time.time(), home)
             if stops is not None:
                 cancel_unstarted(home, store, *stops)
 
-        result = jobstore.mutate(home, change, after, forget=forget)
+        result = definitions.mutate(home, change, after, forget=forget)
     finally:
         store.close()
     nudge_daemon(home)
@@ -102,7 +102,7 @@ def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
     """Change fields of a job. A new schedule or zone re-anchors interval schedules at now."""
     now = time.time()
     refuse(home, name, "edit")
-    jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
+    definitions.load(home).get(name)  # an invalid job is named as such, with what to do
 
     def change(jobs: dict[str, Job]) -> Job:
         old = _get(jobs, name)
@@ -131,14 +131,14 @@ def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
 def remove_job(home: Home, name: str) -> Job | None:
     """Remove a job, or an invalid entry of hermes-cron-jobs.json by its name."""
     refuse(home, name, "remove")
-    if name in jobstore.load(home).invalid:
+    if name in definitions.load(home).invalid:
         return _edit(home, lambda jobs: None, (name, "job removed"), forget=name)
     return _edit(home, lambda jobs: jobs.pop(name) if name in jobs else _get(jobs, name), (name, "job removed"))
 
 
 def set_enabled(home: Home, name: str, enabled: bool) -> Job:
     refuse(home, name, "resume" if enabled else "pause")
-    jobstore.load(home).get(name)  # an invalid job is named as such, with what to do
+    definitions.load(home).get(name)  # an invalid job is named as such, with what to do
 
     def change(jobs: dict[str, Job]) -> Job:
         jobs[name] = _get(jobs, name).evolve(enabled=enabled)
@@ -213,7 +213,7 @@ def job_views(home: Home, names: list[str] | None = None,
     name; the Hermes agent's jobs too (`warnings` gets why they can't be read, if so)."""
     from hermes_cron.app.hermes_view import listing
 
-    defs = jobstore.load(home)
+    defs = definitions.load(home)
     handover, hermes = listing(home)
     if hermes.error and warnings is not None:
         warnings.append(f"Hermes's jobs file can't be read, its jobs are not listed: {hermes.error}")
@@ -222,8 +222,8 @@ def job_views(home: Home, names: list[str] | None = None,
     rows: dict[str, SchedRow] = {}
     last: dict[str, tuple[Outcome | None, float | None]] = {}
     running: dict[str, int] = {}
-    if os.path.exists(home.state):
-        store = SqliteStore(home)
+    if has_state(home):
+        store = open_store(home)
         try:
             rows = store.sched_rows()
             last = store.last_outcomes()

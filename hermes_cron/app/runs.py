@@ -26,10 +26,10 @@ from hermes_cron.engine.ticker import Scheduler
 from hermes_cron.errors import DaemonError, InvalidInput, JobNotFound
 from hermes_cron.logic.hermes import is_hermes_name
 from hermes_cron.logic.run import Outcome, RunState, transition
-from hermes_cron.store import jobstore
+from hermes_cron.store import definitions
 from hermes_cron.store.base import RunRecord, Store
 from hermes_cron.store.runfiles import RunFiles
-from hermes_cron.store.sqlite import SqliteStore
+from hermes_cron.store.opening import open_store
 
 
 def _files(home: Home, run: RunRecord) -> RunFiles:
@@ -69,7 +69,8 @@ def trigger(home: Home, name: str, answer_timeout: float = 10.0, wait: bool = Tr
 
     Returns (run id, whether no daemon took it: this process dispatched it)."""
     known(home, name, running=True)
-    store = SqliteStore(home)
+    home.ensure()  # the run's folder is made here, on the shared store too
+    store = open_store(home)
     try:
         request_id = store.add_request(name, time.time())
         found = lookup(home)
@@ -112,7 +113,7 @@ def trigger(home: Home, name: str, answer_timeout: float = 10.0, wait: bool = Tr
 
 def wait_run(home: Home, run_id: int, poll: float = 0.05) -> RunRecord | None:
     """Follow a run until it has ended (recorded, or its result waiting)."""
-    store = SqliteStore(home)
+    store = open_store(home)
     try:
         while True:
             run = store.run(run_id)
@@ -142,7 +143,7 @@ def stop_runs(home: Home, reason: str, timeout: float | None = None) -> int:
     """Stop every run in flight, group by group (TERM, then KILL after each job's kill grace),
     wait for them, and record them (the daemon is stopped: nobody else will). Returns how many
     were asked to stop."""
-    store = SqliteStore(home)
+    store = open_store(home)
     try:
         dispatcher = Dispatcher(home, store, ProcId.me(), Silent())
         open_runs = dispatcher.recorder.collect()
@@ -174,7 +175,7 @@ def known(home: Home, name: str, running: bool = False) -> None:
     """JobNotFound unless `name` is a job of ours or a Hermes job; with `running`, InvalidInput
     for a Hermes job that hermes-cron does not fire (the hand-over is not active)."""
     if not is_hermes_name(name):
-        jobstore.load(home).get(name)
+        definitions.load(home).get(name)
         return
     from hermes_cron.app.hermes_view import listing
 
@@ -191,7 +192,7 @@ def known(home: Home, name: str, running: bool = False) -> None:
 def history(home: Home, name: str | None, limit: int, outcomes: tuple[Outcome, ...] = ()) -> list[RunRecord]:
     """The runs of a job (or of every job, with `name` None), newest first; with `outcomes`,
     only the runs that ended so."""
-    store = SqliteStore(home)
+    store = open_store(home)
     try:
         found = waiting_results(home, store.history(name, limit, outcomes))
     finally:
@@ -201,9 +202,18 @@ def history(home: Home, name: str | None, limit: int, outcomes: tuple[Outcome, .
     return found
 
 
+def output_copy(home: Home, run_id: int) -> tuple[str | None, str | None]:
+    """Shared store: (the node that ran it, the capped copy of its output in the database)."""
+    store = open_store(home)
+    try:
+        return store.output_copy(run_id)
+    finally:
+        store.close()
+
+
 def run_output(home: Home, name: str, run_id: int | None) -> RunRecord:
     """The run whose output to show: `run_id`, or the job's latest run that has output."""
-    store = SqliteStore(home)
+    store = open_store(home)
     try:
         run = store.run(run_id) if run_id is not None else store.latest_started(name)
     finally:

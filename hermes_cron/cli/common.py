@@ -11,17 +11,19 @@ from hermes_cron import __version__
 
 
 class Context:
-    def __init__(self, home: str | None, store: dict):
+    def __init__(self, home: str | None, store: dict, store_url: str | None = None):
         self._home_opt = home
         self._store = store
+        self._store_opt = store_url
 
     @property
     def home(self):  # -> paths.Home
         """The home, once this process has settled who it acts as on it (see access.py): root on
         another user's home becomes that user here, before any file in it is read."""
-        from hermes_cron.contract.paths import Home, resolve_home
+        from hermes_cron.contract.paths import Home, resolve_home, resolve_store
 
         root = resolve_home(self._home_opt)
+        url = resolve_store(self._store_opt)
         if "acting" not in self._store:
             from hermes_cron.contract.access import settle
 
@@ -31,7 +33,7 @@ class Context:
             home = Home(root)
             if legacy_store_waiting(home) and migrate(home):
                 click.echo(f"hermes-cron: {NOTE}", err=True)
-        return Home(root)
+        return Home(root, url)
 
     @property
     def became_user(self) -> bool:
@@ -45,6 +47,14 @@ def _home_option(f):
             ctx.ensure_object(dict)["home"] = value
         return value
 
+    def remember_store(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            ctx.ensure_object(dict)["store"] = value
+        return value
+
+    f = click.option("--store", metavar="URL", expose_value=False, callback=remember_store, is_eager=True,
+                     help="postgresql://... to share jobs and runs between hosts (default: $HERMES_CRON_STORE, "
+                     "else the files in the home).")(f)
     return click.option("--home", metavar="PATH", expose_value=False, callback=remember, is_eager=True,
                         help="HERMES_HOME to use (default: $HERMES_HOME, else ~/.hermes).")(f)
 
@@ -53,7 +63,8 @@ def _ctx() -> Context:
     ctx = click.get_current_context()
     root = ctx.find_root()
     home = (ctx.obj or {}).get("home") or (root.obj or {}).get("home")
-    return Context(home, root.ensure_object(dict))
+    store = (ctx.obj or {}).get("store") or (root.obj or {}).get("store")
+    return Context(home, root.ensure_object(dict), store)
 
 
 def _emit_json(data: Any) -> None:
@@ -91,11 +102,11 @@ def _preload() -> None:
 
 def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     from hermes_cron.contract.paths import Home, resolve_home
-    from hermes_cron.store import jobstore
+    from hermes_cron.store import definitions
 
     try:
         root = (ctx.find_root().obj or {}).get("home") if ctx else None
-        defs = jobstore.load(Home(resolve_home(root)))
+        defs = definitions.load(Home(resolve_home(root)))
     except Exception:  # noqa: BLE001 - a shell asking must never get a traceback
         return []
     return sorted(n for n in (*defs.jobs, *defs.invalid) if n.startswith(incomplete))

@@ -20,8 +20,8 @@ from hermes_cron.contract.cli_types import Seconds
 @cli.command()
 @run_options
 @_home_option
-def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, log_format: str,
-        log_file: str | None, log_level: str) -> None:
+def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, lease: float | None,
+        log_format: str, log_file: str | None, log_level: str) -> None:
     """Run the daemon in the foreground."""
     # The daemon never speaks TLS, but asyncio (which structlog imports) loads ssl if it can,
     # and with it OpenSSL: 4 MB of resident memory for nothing. A None entry makes that
@@ -37,7 +37,8 @@ def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, 
     # The pidfile records our command line exactly as the kernel shows it: stop and the
     # watchdog signal a process only if its /proc cmdline is this, whole.
     settings = Settings(tick_interval=tick_interval, heartbeat_every=heartbeat_every,
-                        max_concurrent=max_concurrent, argv=tuple(cmdline(os.getpid())))
+                        max_concurrent=max_concurrent, argv=tuple(cmdline(os.getpid())),
+                        lease=lease if lease is not None else max(30.0, 3 * tick_interval))
     code = Daemon(home, settings, get_logger(), reopen_logs=sink.reopen).run()
     sys.exit(code)
 
@@ -118,13 +119,26 @@ def restart(timeout: float, **opts: Any) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--cluster", is_flag=True, help="Shared store: every node, its health, leases and clock offset.")
 @_home_option
-def status(as_json: bool) -> None:
+def status(as_json: bool, cluster: bool) -> None:
     """Is the daemon running and healthy? Exit 0 healthy, 1 dead with a pidfile, 3 not running,
     150 running but unhealthy."""
     from hermes_cron.app.control import status_report
 
     report, code = status_report(_ctx().home)
+    if cluster:
+        if _ctx().home.store is None:
+            from hermes_cron.errors import InvalidInput
+
+            raise InvalidInput("--cluster needs a shared store (--store postgresql://... or HERMES_CRON_STORE)")
+        from hermes_cron.cli.render import cluster_lines
+        from hermes_cron.store.pg_status import cluster as cluster_facts
+
+        report["cluster"] = cluster_facts(_ctx().home)
+        if not as_json:
+            click.echo("\n".join(status_lines(report, code, time.time()) + cluster_lines(report["cluster"])))
+            sys.exit(code)
     if as_json:
         _emit_json({**report, "exit_code": code})
     else:

@@ -259,14 +259,14 @@ def _job_named(word: str):  # -> logic.jobs.Job | None
         return None
     from hermes_cron.app.hermes_view import listing, resolve
     from hermes_cron.logic.hermes import is_hermes_name
-    from hermes_cron.store import jobstore
+    from hermes_cron.store import definitions
 
     home = _ctx().home
     name = resolve(home, word)
     if is_hermes_name(name):
         hj = listing(home)[1].jobs.get(name)
         return hj.job if hj is not None else None
-    return jobstore.load(home).jobs.get(name)
+    return definitions.load(home).jobs.get(name)
 
 
 @cli.command(name="next")

@@ -125,6 +125,8 @@ DAEMON_OPTIONS: list[tuple[str, Any, Any, str | None]] = [
     ("--tick-interval", Seconds(0.1, 3600), 60.0, "Seconds between ticks; ticks fall on multiples of it."),
     ("--heartbeat-every", Count(1, 10_000), 5, "Write the heartbeat every N ticks."),
     ("--max-concurrent", Count(1, 100_000), None, "Most runs at once (default: no limit)."),
+    ("--lease", Seconds(3, 3600), None, "Shared store: a run's lease, renewed every third of it (default: "
+     "3 ticks, at least 30 s)."),
     ("--log-format", click.Choice(FORMATS), "auto", None),
     ("--log-file", click.Path(dir_okay=False), None, "Append logs here (SIGHUP reopens it)."),
     ("--log-level", click.Choice(LEVELS), "info", None),

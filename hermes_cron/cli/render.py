@@ -126,6 +126,21 @@ def _hermes_status(h: dict[str, Any] | None, running: bool) -> list[tuple[str, s
     return out
 
 
+def cluster_lines(c: dict[str, Any]) -> list[str]:
+    """`status --cluster` as text."""
+    out = [f"{'store:':<16}{c['store']}", "nodes:"]
+    for n in c["nodes"]:
+        state = "FENCED" if n["fenced"] else ("healthy" if n["healthy"] else "STALE")
+        beat = f"{age(n['heartbeat_age_s'])} ago" if n["heartbeat_age_s"] is not None else "never"
+        offset = f", clock {n['clock_offset_s']:+.3f} s" if n["clock_offset_s"] is not None else ""
+        out.append(f"  {n['node']}  {state}, epoch {n['epoch']}, pid {n['pid']}, heartbeat {beat}, lease "
+                   f"{n['lease_s']:g} s, {n['leases_held']} lease(s) held{offset}, version {n['version']}")
+    out.append("recent runs:")
+    for r in c["recent_runs"]:
+        out.append(f"  {r['run_id']:>6}  {r['job']:<20} {r['status']:<12} {r['node'] or '-'}")
+    return out
+
+
 def hermes_lines(h: dict[str, Any]) -> list[str]:
     """`hermes status` as text."""
     if not h.get("present"):

@@ -54,7 +54,7 @@ def trigger(name: str, wait: bool) -> None:
 @click.argument("name", required=False, shell_complete=complete_job_names)
 @click.option("--limit", "-n", default=20, show_default=True, type=Count(0, 1_000_000), help="0 for all.")
 @click.option("--status", "statuses", multiple=True, metavar="STATUS",
-              type=click.Choice(["succeeded", "failed", "timed_out", "interrupted", "skipped", "missed"]),
+              type=click.Choice(["succeeded", "failed", "timed_out", "interrupted", "skipped", "missed", "lost"]),
               help="Only runs that ended so (repeatable): succeeded, failed, timed_out, interrupted, "
                    "skipped, missed.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -102,6 +102,15 @@ def logs(name: str, run_id: int | None, follow: bool) -> None:
     run = run_output(home, name, run_id)
     files = RunFiles(home.run_dir(run.job, run.id))
     out = sys.stdout.buffer
+    if home.store is not None and not os.path.isdir(files.folder):  # run on another host of the cluster
+        from hermes_cron.app.runs import output_copy
+
+        node, copy = output_copy(home, run.id)
+        click.echo(f"(run {run.id} ran on {node or 'another host'}; its output is there, this is the copy kept in "
+                   "the shared store: at most its last 64 KiB)", err=True)
+        out.write((copy or "").encode())
+        out.flush()
+        return
     offset = 0
     while True:
         chunk = _read_output(files, offset)

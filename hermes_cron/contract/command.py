@@ -12,7 +12,7 @@ from hermes_cron.contract.paths import Home
 
 # The options of `hermes-cron run` that `start`, `restart` and the watchdog pass on, each with
 # a value. The click definitions live with the CLI (cli/options.py); this is their contract.
-RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--log-format", "--log-file",
+RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--lease", "--log-format", "--log-file",
                "--log-level")
 STDERR_FILE = "daemon.stderr"
 LOG_FILE = "daemon.log"
@@ -24,7 +24,8 @@ def daemon_argv(home: Home, run_args: list[str]) -> list[str]:
     no terminal to log to."""
     if "--log-file" not in run_args:
         run_args = [*run_args, "--log-file", os.path.join(home.cron, LOG_FILE)]
-    return [sys.executable, "-m", "hermes_cron", "--home", home.root, "run", *run_args]
+    store = ["--store", home.store] if home.store else []
+    return [sys.executable, "-m", "hermes_cron", "--home", home.root, *store, "run", *run_args]
 
 
 def run_args(values: dict[str, object]) -> list[str]:
@@ -66,8 +67,8 @@ def daemon_command(argv: list[str]) -> bool:
         rest = argv[2:]
     else:
         return False
-    while rest and rest[0].startswith("--home"):
-        rest = rest[2:] if rest[0] == "--home" else rest[1:]
+    while rest and rest[0].startswith(("--home", "--store")):
+        rest = rest[2:] if rest[0] in ("--home", "--store") else rest[1:]
     return bool(rest) and rest[0] == "run"
 
 

@@ -86,8 +86,8 @@ def _daemon_argv(argv: list) -> bool:
         rest = argv[2:]
     else:
         return False
-    while rest and rest[0].startswith("--home"):
-        rest = rest[2:] if rest[0] == "--home" else rest[1:]
+    while rest and rest[0].startswith(("--home", "--store")):
+        rest = rest[2:] if rest[0] in ("--home", "--store") else rest[1:]
     return bool(rest) and rest[0] == "run"
 
 

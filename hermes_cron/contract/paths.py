@@ -16,6 +16,34 @@ def resolve_home(option: str | None = None) -> str:
     return os.path.abspath(os.path.expanduser(raw))
 
 
+STORE_ENV = "HERMES_CRON_STORE"
+STORE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def resolve_store(option: str | None = None) -> str | None:
+    """--store, else $HERMES_CRON_STORE, else None (the embedded store in the home's files).
+    A URL that carries a password is refused: it would be shown in `ps` and recorded in the
+    daemon's pidfile; libpq reads passwords from PGPASSFILE, a service file or PGPASSWORD."""
+    from urllib.parse import urlsplit
+
+    from hermes_cron.errors import InvalidInput
+
+    raw = option if option is not None else os.environ.get(STORE_ENV) or None
+    if raw is None or raw in ("", "local", "sqlite"):
+        return None
+    if not raw.startswith(STORE_SCHEMES):
+        raise InvalidInput(f"store {raw[:40]!r} is not a postgresql:// URL (or `local` for the files in the home)")
+    try:
+        parts = urlsplit(raw)
+        has_password = parts.password is not None
+    except ValueError:
+        raise InvalidInput("the store URL can't be parsed") from None
+    if has_password or "password=" in (parts.query or ""):
+        raise InvalidInput("the store URL carries a password, which would be visible in `ps` and the pidfile; "
+                           "give it in PGPASSFILE (~/.pgpass), a service file (?service=NAME) or PGPASSWORD")
+    return raw
+
+
 JOBS_FILE = "hermes-cron-jobs.json"
 JOBS_LOCK = ".hermes-cron-jobs.lock"
 LEGACY_JOBS_FILE = "jobs.json"
@@ -24,6 +52,7 @@ LEGACY_JOBS_FILE = "jobs.json"
 @dataclass(frozen=True)
 class Home:
     root: str
+    store: str | None = None  # a postgresql:// URL: jobs, schedule and runs shared by several hosts
 
     @property
     def cron(self) -> str:

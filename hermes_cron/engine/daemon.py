@@ -30,6 +30,7 @@ from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId, boot_id
 from hermes_cron.logic.wake import boundary_after, next_wake
 from hermes_cron.store.migrate import NOTE, migrate
+from hermes_cron.store.base import Store
 from hermes_cron.store.sqlite import SqliteStore
 from hermes_cron.engine.process import SignalFlags, raise_fd_limit, take_daemon_lock
 from hermes_cron.engine.reporting import log_report
@@ -50,6 +51,7 @@ class Settings:
     max_concurrent: int | None = None
     lock_timeout: float = 5.0
     argv: tuple[str, ...] = ()
+    lease: float = 30.0  # shared store: a run's lease (engine/cluster.py)
 
 
 @dataclass
@@ -74,7 +76,12 @@ class Daemon:
         self.boot_id = boot_id()
         self.health = Health()
         self.flags = SignalFlags()
-        self.state: SqliteStore | None = None
+        self.state: Store | None = None
+        self.cluster: Any = None
+        if home.store:  # a shared store: this daemon is a node of a cluster (loaded only then)
+            from hermes_cron.engine.cluster import Cluster
+
+            self.cluster = Cluster(home, self.me, log, settings.lease)
         self.scheduler: Scheduler | None = None
         self.dispatcher: Dispatcher | None = None
         self.lock = FileLock(home.daemon_lock, "the daemon lock")
@@ -139,8 +146,11 @@ class Daemon:
             self._next_tick = boundary_after(now, self.settings.tick_interval)
         try:
             self._open_store()
-            assert self.scheduler is not None and self.dispatcher is not None
-            report = self.scheduler.claim(now)
+            assert self.scheduler is not None and self.dispatcher is not None and self.state is not None
+            if self.cluster is not None and not self.cluster.step(self.state, self.dispatcher):
+                self.state = self.scheduler = None  # fenced: the next tick registers a new epoch
+                return
+            report = self.scheduler.claim(now + self.dispatcher.offset)
             self.dispatcher.submit(report.claims)
             if report.claims:
                 self._last_dispatch = self.clock.time()
@@ -217,8 +227,11 @@ class Daemon:
                     due_count = self.state.due_count(next_due)
             except HermesCronError:
                 pass
-        wake = next_wake(self._next_tick, next_due, due_count,
-                         self.dispatcher.next_deadline() if self.dispatcher is not None else None)
+        deadline = self.dispatcher.next_deadline() if self.dispatcher is not None else None
+        if self.cluster is not None and self.cluster.next_at:
+            deadline = min(deadline, self.cluster.next_at) if deadline is not None else self.cluster.next_at
+        wake = next_wake(self._next_tick, next_due - self.cluster.offset if next_due is not None and self.cluster
+                         else next_due, due_count, deadline)
         self._target = wake.target
         while not self.flags.any:
             now = self.clock.time()
@@ -325,9 +338,12 @@ class Daemon:
         if self.state is not None:
             return
         self.home.ensure()
-        if migrate(self.home):
-            self.log.warning("store.migrated", note=NOTE, path=self.home.jobs)
-        self.state = SqliteStore(self.home, busy_timeout=self.settings.lock_timeout, manual_checkpoints=True)
+        if self.cluster is not None:
+            self.state = self.cluster.open()
+        else:
+            if migrate(self.home):
+                self.log.warning("store.migrated", note=NOTE, path=self.home.jobs)
+            self.state = SqliteStore(self.home, busy_timeout=self.settings.lock_timeout, manual_checkpoints=True)
         # Our own ticks hold the tick lock for milliseconds; another ticker may hold it for as long
         # as its jobs run (the Hermes agent's `cron tick`): wait a quarter tick at most, then
         # retry later (_lock_retry_at) with the loop going on meanwhile.

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from hermes_cron import faults
@@ -41,6 +43,8 @@ class Dispatcher:
         self.max_concurrent = max_concurrent
         self.detach = detach
         self.nofile = nofile
+        self.offset = 0.0  # shared store: the database's clock minus this host's (engine/cluster.py)
+        self.lease: float | None = None  # shared store: a run's lease, which its supervisor enforces
         self.watched: dict[int, Watched] = {}
         self._children: dict[int, list[int]] = {}  # supervisor pid -> its run ids
         self._fds: dict[int, int] = {}  # pidfd -> run id
@@ -102,6 +106,10 @@ class Dispatcher:
     def _launch(self, claims: list[Claim]) -> list[tuple[Claim, ProcId | None]]:
         launches = [Launch.of(c.run_id, c.job, c.scheduled, self.home.run_dir(c.job.name, c.run_id),
                               self.home.root, self._targets(c), self.nofile) for c in claims]
+        if self.lease is not None:  # shared store: the database's clock, and a lease to honour
+            until = time.time() + self.lease * 0.75
+            launches = [replace(la, start_at=la.start_at - self.offset if la.start_at is not None else None,
+                                lease_until=until) for la in launches]
         if self.spare is not None:
             spare, self.spare = self.spare, None
             pid = spare.assign(launches)

@@ -45,6 +45,7 @@ class Launch:
     nofile: tuple[int, int] | None = None
     start_at: float | None = None  # not before this instant (the slot, when claimed ahead of it)
     skip_code: int | None = None  # an exit status that means "skipped" (a Hermes job's runner)
+    lease_until: float | None = None  # shared store: stop the run at this time unless the lease file says later
 
     @classmethod
     def of(cls, run_id: int, job: Job, scheduled: float | None, folder: str, home_root: str,

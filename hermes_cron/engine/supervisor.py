@@ -27,10 +27,11 @@ from hermes_cron.engine.launch import Launch
 from hermes_cron.engine.stopping import group_alive, killpg, stop_target
 from hermes_cron.errors import HomeError
 from hermes_cron.logic.run import Outcome, RunResult
-from hermes_cron.store.runfiles import JOB_PID, OUTPUT, RESULT, STOP, RunFiles, supervisor_token
+from hermes_cron.store.runfiles import JOB_PID, LEASE, OUTPUT, RESULT, STOP, RunFiles, supervisor_token
 
 MAX_POLL_MS = 2**31 - 1  # poll() takes at most this (24.8 days): a longer wait is made in steps
 DRAIN_AFTER_EXIT = 1.0  # how long to wait for output from leftover children once the job exited
+LEASE_CHECK = 1.0  # shared store: how often a run's lease file is read
 MARKER = b"\n[... hermes-cron: %d bytes omitted ...]\n"
 
 
@@ -111,10 +112,33 @@ class _Run:
         self.pipe_open = False
         self.dir_fd = -1
         self.unusable: str | None = None  # why the run's folder can't be used: the run isn't started
+        self.lease_check = 0.0  # shared store: when to read the lease file next
         try:
             self.dir_fd = self.files.open(create=True)
         except (OSError, HomeError) as e:
             self.unusable = str(e)
+
+    def lease_end(self) -> float | None:
+        """Shared store: when this run must stop unless its lease is renewed (the lease file the
+        daemon keeps, else the deadline it was launched with); None with no lease."""
+        if self.launch.lease_until is None:
+            return None
+        raw = self.files.read(LEASE)
+        try:
+            return float(raw) if raw else self.launch.lease_until
+        except ValueError:
+            return self.launch.lease_until
+
+    def check_lease(self) -> None:
+        """Stop the job before a peer may take its run over: this host lost its lease."""
+        now = time.time()
+        if self.launch.lease_until is None or now < self.lease_check:
+            return
+        self.lease_check = now + LEASE_CHECK
+        end = self.lease_end()
+        if end is not None and now >= end:
+            self.stop(Outcome.INTERRUPTED, "fenced: its lease on the shared store was not renewed in time "
+                      "(daemon gone, store unreachable, or host frozen); stopped before a peer could take it over")
 
     def ended(self, outcome: Outcome, reason: str | None, exit_code: int | None = None,
               output_bytes: int = 0) -> RunResult:
@@ -249,12 +273,14 @@ class Supervisor:
                 self._stop_requested()
             now = time.monotonic()
             for r in list(self.active.values()):
+                r.check_lease()
                 r.enforce(now)
                 if r.over(now):
                     self._finish(r, r.result())
             if not self.pending and not self.active:
                 break
             waits = [d - now + 0.001 for r in self.active.values() for d in r.deadlines()]
+            waits += [LEASE_CHECK for r in self.active.values() if r.launch.lease_until is not None]
             if self.pending:  # wake just before the slot; _start_due sleeps the last stretch exactly
                 waits.append((self.pending[0].launch.start_at or 0.0) - time.time() - 0.0015)
             wait_ms = None if not waits else min(max(0, math.ceil(min(waits) * 1000)), MAX_POLL_MS)
@@ -279,6 +305,11 @@ class Supervisor:
             if not r.files.take_token(r.token, r.dir_fd):
                 r.close()
                 continue  # another process started (or abandoned) this run
+            end = r.lease_end()
+            if end is not None and time.time() >= end:
+                self._finish(r, r.ended(Outcome.INTERRUPTED, "not started: its lease on the shared store ran out "
+                                        "before its slot (this node was fenced)"))
+                continue
             for target in r.launch.targets:
                 stop_target(target, f"replaced by run {r.launch.run_id}")
             failed = r.start()

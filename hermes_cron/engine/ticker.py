@@ -24,7 +24,7 @@ from hermes_cron.logic.hermes import requested
 from hermes_cron.logic.jobs import Job
 from hermes_cron.logic.policy import Decision, decide
 from hermes_cron.logic.run import Outcome, RunState, Trigger
-from hermes_cron.store import jobstore
+from hermes_cron.store import definitions
 from hermes_cron.store.base import Advance, NewRun, Store, TickTransaction
 from hermes_cron.store.jobstore import Definitions
 from hermes_cron.store.hermes_source import HermesView, Scheduled, merge
@@ -99,9 +99,10 @@ class Scheduler:
     @property
     def definitions(self) -> Definitions:
         """hermes-cron-jobs.json (re-read when it changed), with Hermes's jobs while they are ours."""
-        sig = jobstore.signature(self.home.jobs)
+        db = getattr(self.store, "db", None) if self.home.store else None  # the shared store's connection
+        sig = definitions.signature(self.home, db)
         if self._native is None or self._native.sig != sig:
-            self._native = jobstore.load(self.home)
+            self._native = definitions.load(self.home, db)
         token, view = self.hermes.current()
         self._hermes_view = view
         if self._defs is None or self._defs_key != (self._native, token):
@@ -253,13 +254,15 @@ class Scheduler:
             claimed.append((len(runs), job, wall, Trigger.REBOOT, ()))
             runs.append(NewRun(name, Trigger.REBOOT, wall, wall, owner=self.owner, spec=job.spec_json))
             tx.mark_rebooted(name, self.boot_id)
-        ids = tx.insert_runs(runs)
+        ids = tx.insert_runs(runs)  # None: a shared store has that slot claimed already
         tx.advance(advances)
         for index, name, slot in skipped:
-            report.skipped.append(Skipped(name, slot, ids[index]))
+            if ids[index] is not None:
+                report.skipped.append(Skipped(name, slot, ids[index]))
         for index, job, slot, trigger, replaces in claimed:
-            report.claims.append(Claim(ids[index], job, slot, trigger, replaces))
-            in_flight.setdefault(job.name, []).append(ids[index])
+            if ids[index] is not None:
+                report.claims.append(Claim(ids[index], job, slot, trigger, replaces))
+                in_flight.setdefault(job.name, []).append(ids[index])
 
     def _hermes_requests(self, tx: TickTransaction, now: float, in_flight: dict[str, list[int]] | None,
                          report: TickReport) -> None:

@@ -36,6 +36,7 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"  # stopped, replaced, cancelled after hand-over, or lost with its supervisor
     SKIPPED = "skipped"  # not run: overlap policy, or paused/removed before it started
     MISSED = "missed"  # one record for slots that passed unrun
+    LOST = "lost"  # shared store: its host stopped renewing the run's lease (dead, frozen or cut off)
 
     @property
     def ran(self) -> bool:
@@ -44,7 +45,7 @@ class Outcome(StrEnum):
 
     @property
     def failing(self) -> bool:
-        return self in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.INTERRUPTED)
+        return self in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.INTERRUPTED, Outcome.LOST)
 
 
 class Trigger(StrEnum):

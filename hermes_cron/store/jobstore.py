@@ -81,9 +81,14 @@ def parse(data: bytes, path: str) -> tuple[dict[str, Job], dict[str, Invalid]]:
             f"{path} was written by a newer hermes-cron (schema {version}; this one reads "
             f"{SCHEMA_VERSION}); it is left as it is"
         )
+    return read_entries(doc["jobs"])
+
+
+def read_entries(entries: list) -> tuple[dict[str, Job], dict[str, Invalid]]:
+    """Job entries (as stored) into the valid jobs and the invalid entries, with why."""
     jobs: dict[str, Job] = {}
     invalid: dict[str, Invalid] = {}
-    for index, entry in enumerate(doc["jobs"]):
+    for index, entry in enumerate(entries):
         name = entry.get("name") if isinstance(entry, dict) else None
         key = name if isinstance(name, str) and name else f"#{index + 1}"
         if key in jobs or key in invalid:

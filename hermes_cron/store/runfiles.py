@@ -7,7 +7,9 @@ claims a run, the supervisor that starts it, and whoever records it.
 - `output.log`: stdout and stderr, capped (head and tail kept, a marker between them);
 - `stop`: a request to stop the run, with its reason (the supervisor gets SIGTERM too);
 - `result.json`: the outcome (logic/run.py's RunResult), written atomically when the run is over;
-- `crash.txt`: the traceback of a supervisor that crashed.
+- `crash.txt`: the traceback of a supervisor that crashed;
+- `lease` (shared store only): the time, on this host's clock, past which the supervisor stops
+  the run unless the daemon renewed its lease (engine/cluster.py).
 
 Every file is opened relative to the folder's descriptor without following symlinks, and the
 folder is reached from `cron/` the same way (files.open_dir): a symlink anywhere from `cron/`
@@ -34,6 +36,7 @@ OUTPUT = "output.log"
 STOP = "stop"
 RESULT = "result.json"
 CRASH = "crash.txt"
+LEASE = "lease"  # shared store: when (this host's clock) the run must stop unless its lease is renewed
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,139 @@
+"""A daemon's part in a cluster on the shared store (`--store postgresql://...`): its node and
+epoch, the leases of its runs, the clock offset to the database, and the runs of dead nodes.
+
+Every `lease / 3` seconds (and at each tick) the daemon renews its node's heartbeat and its runs'
+leases in one transaction, and writes each run's lease end, on this host's clock less a safety
+margin, to the run's `lease` file: the run's supervisor stops the job when that time passes
+without a renewal (this daemon dead and not restarted in time, the database unreachable, the
+host frozen), so a peer never takes over a run that is still going. A renewal that finds the
+node fenced (a peer settled its runs while it was frozen or cut off) stops every local run at
+once and registers a new epoch before claiming again. Runs whose lease ran out anywhere are
+recorded `lost` by whichever live daemon sees them first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from hermes_cron import __version__
+from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.errors import HermesCronError
+from hermes_cron.store import pg_nodes
+from hermes_cron.store.postgres import PgStore
+from hermes_cron.store.runfiles import LEASE as LEASE_FILE
+from hermes_cron.store.runfiles import STOP, RunFiles
+
+MARGIN = 0.25  # the supervisor stops a run this share of the lease before it ends in the database
+
+
+def lease_deadline(lease_until_db: float, offset: float, lease: float) -> float:
+    """When (this host's clock) a run must be stopped if its lease isn't renewed meanwhile."""
+    return lease_until_db - offset - MARGIN * lease
+
+
+class Cluster:
+    def __init__(self, home: Home, me: ProcId, log: Any, lease: float):
+        self.home = home
+        self.me = me
+        self.log = log
+        self.lease = lease
+        self.node = pg_nodes.node_name(home)
+        self.epoch: int | None = None
+        self.offset = 0.0  # database clock minus this host's
+        self.next_at = 0.0
+        self.unreachable_since: float | None = None
+        self.store: PgStore | None = None
+
+    def open(self) -> PgStore:
+        """Connect; keep this daemon's epoch across a reconnection unless it was fenced meanwhile,
+        else register a new one."""
+        store = PgStore(self.home, self.node, None, self.lease)
+        self._measure(store)
+        if self.epoch is not None and pg_nodes.still_mine(store.db, self.node, self.epoch):
+            store.epoch = self.epoch
+        else:
+            store.epoch = self.epoch = pg_nodes.register(store.db, self.node, self.me.pid, self.me.start,
+                                                         __version__, self.lease)
+            self.log.info("node.registered", node=self.node, epoch=self.epoch, lease_s=self.lease,
+                          clock_offset_s=round(self.offset, 3))
+        self.store = store
+        self.next_at = 0.0
+        return store
+
+    def _measure(self, store: PgStore) -> None:
+        t0 = time.time()
+        db_now = store.now()
+        t1 = time.time()
+        self.offset = db_now - (t0 + t1) / 2
+
+    def step(self, state: PgStore, dispatcher: Any) -> bool:
+        """At a tick: renew the leases if due; False if this node was fenced (its runs are being
+        stopped; the caller drops the store, and the next tick registers a new epoch)."""
+        if time.time() >= self.next_at and not self.maintain(state.open_runs()):
+            return False
+        dispatcher.offset, dispatcher.lease = self.offset, self.lease
+        return True
+
+    def maintain(self, open_runs: list) -> bool:
+        """Renew, write the lease files, settle dead nodes' runs. False when fenced (the caller
+        reopens the store, which registers a new epoch)."""
+        store = self.store
+        if store is None or self.epoch is None:
+            return True
+        now = time.time()
+        try:
+            self._measure(store)
+            renewal = pg_nodes.renew(store.db, self.node, self.epoch, self.lease, self.offset)
+        except HermesCronError as e:
+            if self.unreachable_since is None:
+                self.unreachable_since = now
+                self.log.error("store.unreachable", error=str(e), note="claims stop; runs go on until their "
+                               "leases end, then their supervisors stop them")
+            self.next_at = now + min(self.lease / 6, 5.0)
+            raise
+        if self.unreachable_since is not None:
+            self.log.warning("store.reachable", after_s=round(now - self.unreachable_since, 1))
+            self.unreachable_since = None
+        self.next_at = now + self.lease / 3
+        if renewal.fenced:
+            self._fenced(open_runs)
+            return False
+        for run in open_runs:
+            until = renewal.leases.get(run.id)
+            if until is not None:
+                try:
+                    RunFiles(self.home.run_dir(run.job, run.id)).write(
+                        LEASE_FILE, f"{lease_deadline(until, self.offset, self.lease)!r}\n".encode())
+                except (OSError, HermesCronError):
+                    pass  # the folder is gone or not made yet: the launch's own deadline holds
+        for run_id, job, node, _ in pg_nodes.settle_expired(store.db):
+            self.log.warning("run.lost", run_id=run_id, job=job, node=node,
+                             reason="its node stopped renewing the lease; recorded lost, not run again")
+        return True
+
+    def _fenced(self, open_runs: list) -> None:
+        """A peer settled this node's runs: stop them all now, start nothing more."""
+        self.log.error("node.fenced", node=self.node, epoch=self.epoch, runs=len(open_runs),
+                       note="a peer took over this node's runs (it was frozen or cut off past its lease); "
+                       "stopping them, and registering a new epoch")
+        for run in open_runs:
+            files = RunFiles(self.home.run_dir(run.job, run.id))
+            try:
+                files.write(STOP, b"fenced: this node lost its lease on the shared store\n")
+                files.write(LEASE_FILE, b"0\n")
+            except (OSError, HermesCronError):
+                pass
+            sup = run.supervisor
+            if sup is not None and sup.alive():
+                try:
+                    os.kill(sup.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+        self.epoch = None
+        if self.store is not None:
+            self.store.close()
+        self.store = None
