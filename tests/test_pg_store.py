@@ -117,3 +117,86 @@ def test_three_nodes_run_each_slot_exactly_once(tmp_path, pg_url):
         assert len(slots) >= 6
         gaps = [b - a for a, b in zip(slots, slots[1:])]
         assert all(abs(g - 1.0) < 1e-6 for g in gaps), f"{job}: every slot accounted for, once: {gaps}"
+
+
+LONG = ('echo started >> {d}/starts; trap \'date +%s.%N > {d}/ended; exit 143\' TERM; '
+        'sleep 120 & wait')
+
+
+def run_row(url: str, job: str):
+    rows = query(url, "SELECT id, state, status, node, epoch, supervisor_pid, job_pid, ended_at, reason "
+                      "FROM hc_runs WHERE job = %s ORDER BY id DESC LIMIT 1", (job,))
+    return rows[0] if rows else None
+
+
+def start_long_run_on(node, url: str, tmp_path):
+    """Node A's daemon alone, the long job triggered there and running."""
+    home, cli = node
+    assert cli("add", "long", "-s", "every 1h", "--", "sh", "-c", LONG.format(d=tmp_path)).returncode == 0
+    d = DaemonProc(home, "--lease", "4", log_name="a.log", HERMES_CRON_STORE=url, HERMES_CRON_NODE="a")
+    d.wait_started()
+    r = subprocess.Popen([sys.executable, "-m", "hermes_cron", "--store", url, "trigger", "long"],
+                         env=cli_env(home, HERMES_CRON_NODE="a"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r.wait(30)
+    wait_for(lambda: (row := run_row(url, "long")) and row[1] == "running" and row, 20, what="the long run")
+    return d
+
+
+def test_a_dead_nodes_run_is_stopped_then_recorded_lost_by_a_peer(tmp_path, pg_url):
+    a, b = hosts(tmp_path, pg_url, 2)
+    assert a[1]("db", "init").returncode == 0
+    d_a = start_long_run_on(a, pg_url, tmp_path)
+    d_b = DaemonProc(b[0], "--lease", "4", log_name="b.log", HERMES_CRON_STORE=pg_url, HERMES_CRON_NODE="b")
+    try:
+        d_b.wait_started()
+        d_a.kill9()  # the host's daemon dies; its supervisor and job go on, and nobody renews the lease
+        row = wait_for(lambda: (r := run_row(pg_url, "long")) and r[2] == "lost" and r, 30,
+                       what="the run recorded lost by the peer")
+        assert row[3] == "a" and "stopped renewing" in row[8]
+        ended = float((tmp_path / "ended").read_text())
+        assert ended <= row[7], "the job was stopped before a peer settled its run"
+        assert (tmp_path / "starts").read_text().count("started") == 1
+        assert d_b.events("run.lost")
+        assert d_b.stop() == 0
+    finally:
+        for d in (d_a, d_b):
+            if d.proc.poll() is None:
+                d.proc.kill()
+
+
+def test_a_node_frozen_past_its_lease_fences_itself_when_it_wakes(tmp_path, pg_url):
+    import signal
+
+    a, b = hosts(tmp_path, pg_url, 2)
+    assert a[1]("db", "init").returncode == 0
+    d_a = start_long_run_on(a, pg_url, tmp_path)
+    d_b = DaemonProc(b[0], "--lease", "4", log_name="b.log", HERMES_CRON_STORE=pg_url, HERMES_CRON_NODE="b")
+    row = run_row(pg_url, "long")
+    frozen = [d_a.pid, row[5]]
+    try:
+        d_b.wait_started()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        os.killpg(row[6], signal.SIGSTOP)
+        lost = wait_for(lambda: (r := run_row(pg_url, "long")) and r[2] == "lost" and r, 30,
+                        what="the frozen node's run recorded lost")
+        assert not (tmp_path / "ended").exists()
+        os.killpg(row[6], signal.SIGCONT)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        # woken: its supervisor stops the job at once, its daemon finds itself fenced, then registers anew
+        wait_for(lambda: (tmp_path / "ended").exists(), 10, what="the job stopped once the node woke")
+        d_a.wait_event("node.fenced", 15)
+        events = d_a.wait_event("node.registered", 15, count=2)
+        assert events[-1]["epoch"] > lost[4]
+        assert (tmp_path / "starts").read_text().count("started") == 1, "never started twice"
+        assert d_a.stop() == 0 and d_b.stop() == 0
+    finally:
+        for d in (d_a, d_b):
+            for pid in (d.pid,):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            if d.proc.poll() is None:
+                d.proc.kill()

@@ -70,17 +70,15 @@ class Cluster:
         t1 = time.time()
         self.offset = db_now - (t0 + t1) / 2
 
-    def step(self, state: PgStore, dispatcher: Any) -> bool:
-        """At a tick: renew the leases if due; False if this node was fenced (its runs are being
-        stopped; the caller drops the store, and the next tick registers a new epoch)."""
-        if time.time() >= self.next_at and not self.maintain(state.open_runs()):
-            return False
+    def step(self, state: PgStore, dispatcher: Any) -> None:
+        """At a tick: renew the leases if due, and give the dispatcher the clock offset."""
+        if time.time() >= self.next_at:
+            self.maintain(state.open_runs())
         dispatcher.offset, dispatcher.lease = self.offset, self.lease
-        return True
 
-    def maintain(self, open_runs: list) -> bool:
-        """Renew, write the lease files, settle dead nodes' runs. False when fenced (the caller
-        reopens the store, which registers a new epoch)."""
+    def maintain(self, open_runs: list) -> None:
+        """Renew, write the lease files, settle dead nodes' runs; when this node finds itself
+        fenced, stop its runs and register a new epoch before anything is claimed."""
         store = self.store
         if store is None or self.epoch is None:
             return True
@@ -101,7 +99,11 @@ class Cluster:
         self.next_at = now + self.lease / 3
         if renewal.fenced:
             self._fenced(open_runs)
-            return False
+            store.epoch = self.epoch = pg_nodes.register(store.db, self.node, self.me.pid, self.me.start,
+                                                         __version__, self.lease)
+            self.log.info("node.registered", node=self.node, epoch=self.epoch, lease_s=self.lease,
+                          clock_offset_s=round(self.offset, 3))
+            return
         for run in open_runs:
             until = renewal.leases.get(run.id)
             if until is not None:
@@ -113,7 +115,6 @@ class Cluster:
         for run_id, job, node, _ in pg_nodes.settle_expired(store.db):
             self.log.warning("run.lost", run_id=run_id, job=job, node=node,
                              reason="its node stopped renewing the lease; recorded lost, not run again")
-        return True
 
     def _fenced(self, open_runs: list) -> None:
         """A peer settled this node's runs: stop them all now, start nothing more."""
@@ -133,7 +134,3 @@ class Cluster:
                     os.kill(sup.pid, signal.SIGTERM)
                 except OSError:
                     pass
-        self.epoch = None
-        if self.store is not None:
-            self.store.close()
-        self.store = None

@@ -147,9 +147,8 @@ class Daemon:
         try:
             self._open_store()
             assert self.scheduler is not None and self.dispatcher is not None and self.state is not None
-            if self.cluster is not None and not self.cluster.step(self.state, self.dispatcher):
-                self.state = self.scheduler = None  # fenced: the next tick registers a new epoch
-                return
+            if self.cluster is not None:
+                self.cluster.step(self.state, self.dispatcher)  # leases, fencing, the database's clock
             report = self.scheduler.claim(now + self.dispatcher.offset)
             self.dispatcher.submit(report.claims)
             if report.claims:
@@ -302,7 +301,10 @@ class Daemon:
         if f.child:
             f.child = False
             if self.dispatcher is not None:
-                self.dispatcher.reap_children()
+                try:
+                    self.dispatcher.reap_children()
+                except HermesCronError as e:  # the store is unusable now (unreachable): the next tick retries
+                    self.log.error("record.failed", error=str(e))
                 self._watch_fds()
         f.wake = False
 
