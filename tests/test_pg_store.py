@@ -200,3 +200,21 @@ def test_a_node_frozen_past_its_lease_fences_itself_when_it_wakes(tmp_path, pg_u
                     pass
             if d.proc.poll() is None:
                 d.proc.kill()
+
+
+def test_an_edit_on_another_host_wakes_the_daemons(tmp_path, pg_url):
+    """LISTEN/NOTIFY: with minute ticks, a job added on another host runs within seconds."""
+    (a_home, a), (b_home, b) = hosts(tmp_path, pg_url, 2)
+    assert a("db", "init").returncode == 0
+    d = DaemonProc(a_home, log_name="a.log", tick=60, HERMES_CRON_STORE=pg_url, HERMES_CRON_NODE="a")
+    try:
+        d.wait_started()
+        t0 = time.time()
+        assert b("add", "soon", "-s", "every 1s", "--", "true").returncode == 0
+        wait_for(lambda: query(pg_url, "SELECT 1 FROM hc_runs WHERE job = 'soon' AND status = 'succeeded'"), 10,
+                 what="the new job's first run, woken by NOTIFY")
+        assert time.time() - t0 < 10
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()

@@ -27,6 +27,7 @@ from hermes_cron.store.postgres import PgStore
 from hermes_cron.store.runfiles import LEASE as LEASE_FILE
 from hermes_cron.store.runfiles import STOP, RunFiles
 
+CHANNEL = "hermes_cron"  # NOTIFY channel: job edits ("defs") and trigger requests ("trigger")
 MARGIN = 0.25  # the supervisor stops a run this share of the lease before it ends in the database
 
 
@@ -47,6 +48,39 @@ class Cluster:
         self.next_at = 0.0
         self.unreachable_since: float | None = None
         self.store: PgStore | None = None
+        self._listen = None  # a connection LISTENing on the store's channel: edits and triggers wake us
+
+    def listen_fd(self) -> int | None:
+        """The socket to watch for NOTIFY (opened on first use; None if it can't be)."""
+        if self._listen is None:
+            try:
+                import psycopg
+
+                self._listen = psycopg.connect(self.home.store or "", autocommit=True, connect_timeout=5)
+                self._listen.execute(f"LISTEN {CHANNEL}")
+            except Exception as e:  # noqa: BLE001 - the ticks still come; only the early wake is lost
+                self.log.warning("store.listen_failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+                self._listen = None
+                return None
+        return self._listen.fileno()
+
+    def drain(self) -> bool:
+        """Read the notifications waiting; True if any (a change or a trigger: tick now)."""
+        if self._listen is None:
+            return False
+        try:
+            return bool(list(self._listen.notifies(timeout=0.0)))
+        except Exception:  # noqa: BLE001 - a broken listener: reopened at the next listen_fd()
+            self.close_listener()
+            return True
+
+    def close_listener(self) -> None:
+        if self._listen is not None:
+            try:
+                self._listen.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._listen = None
 
     def open(self) -> PgStore:
         """Connect; keep this daemon's epoch across a reconnection unless it was fenced meanwhile,

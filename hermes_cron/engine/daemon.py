@@ -33,7 +33,7 @@ from hermes_cron.store.migrate import NOTE, migrate
 from hermes_cron.store.base import Store
 from hermes_cron.store.sqlite import SqliteStore
 from hermes_cron.engine.process import SignalFlags, raise_fd_limit, take_daemon_lock
-from hermes_cron.engine.reporting import log_report
+from hermes_cron.engine.reporting import log_report, status_line
 from hermes_cron.engine.ticker import Scheduler
 from hermes_cron.logic.zones_lite import utc_iso
 
@@ -93,6 +93,7 @@ class Daemon:
         self._checkpoint_due = 0
         self._nofile: tuple[int, int] | None = None
         self._lock_retry_at = 0.0
+        self._listen_fd = -1  # shared store: the LISTEN connection's socket
 
     # the loop ---------------------------------------------------------------------------
 
@@ -281,6 +282,12 @@ class Daemon:
                     pass
             except BlockingIOError:
                 pass
+        elif self.cluster is not None and fd == self._listen_fd:
+            if self.cluster.drain():
+                self.flags.wake = True  # as SIGUSR1: a changed job or a trigger, from any host
+            if self.cluster._listen is None:
+                self.selector.unregister(fd)
+                self._listen_fd = -1
         elif self.dispatcher is not None and fd == self.dispatcher.notify_fd:
             try:
                 self.dispatcher.on_notify()
@@ -370,7 +377,12 @@ class Daemon:
     def _watch_fds(self) -> None:
         if self.dispatcher is None:
             return
-        fixed = {self._wake_r, self.dispatcher.notify_fd}
+        if self.cluster is not None and self._listen_fd < 0:
+            fd = self.cluster.listen_fd()
+            if fd is not None:
+                self._listen_fd = fd
+                self.selector.register(fd, selectors.EVENT_READ)
+        fixed = {self._wake_r, self.dispatcher.notify_fd, self._listen_fd}
         registered = {key.fd for key in self.selector.get_map().values()} - fixed
         if self.dispatcher.notify_fd is not None and self.dispatcher.notify_fd not in self.selector.get_map():
             self.selector.register(self.dispatcher.notify_fd, selectors.EVENT_READ)
@@ -380,18 +392,7 @@ class Daemon:
             self.selector.unregister(fd)
 
     def _status_line(self) -> str:
-        """One line for systemd's STATUS=: ticks, runs going on, what is due next."""
-        running = len(self.dispatcher.watched) if self.dispatcher else 0
-        ok = "ok" if self.health.consecutive_failures == 0 else f"FAILING x{self.health.consecutive_failures}"
-        nxt = ""
-        if self.state is not None:
-            try:
-                upcoming = self.state.upcoming(1)
-                if upcoming:
-                    nxt = f", next {upcoming[0][0]} at {utc_iso(upcoming[0][1])}"
-            except HermesCronError:
-                pass
-        return f"{self.health.ticks} ticks, last {ok}, {running} running{nxt}"
+        return status_line(self.health.ticks, self.health.consecutive_failures, self.dispatcher, self.state)
 
     # set-up and tear-down ---------------------------------------------------------------
 

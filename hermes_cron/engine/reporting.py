@@ -31,3 +31,20 @@ def log_report(log: Any, report: TickReport, counted: bool, ticks: int) -> None:
         lock_held_ms=round(report.lock_held * 1000, 3), at=round(report.wall, 6),
         horizon=round(report.now, 6),
     )
+
+
+def status_line(ticks: int, failures: int, dispatcher: Any, state: Any) -> str:
+    """One line for systemd's STATUS=: ticks, runs going on, what is due next."""
+    from hermes_cron.errors import HermesCronError
+
+    running = len(dispatcher.watched) if dispatcher else 0
+    ok = "ok" if failures == 0 else f"FAILING x{failures}"
+    nxt = ""
+    if state is not None:
+        try:
+            upcoming = state.upcoming(1)
+            if upcoming:
+                nxt = f", next {upcoming[0][0]} at {utc_iso(upcoming[0][1])}"
+        except HermesCronError:
+            pass
+    return f"{ticks} ticks, last {ok}, {running} running{nxt}"

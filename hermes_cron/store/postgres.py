@@ -194,8 +194,12 @@ class PgStore:
     # trigger requests -------------------------------------------------------------------
 
     def add_request(self, job: str, now: float) -> int:
-        return int(self.db.query("INSERT INTO hc_requests (job, requested_at) VALUES (%s, %s) RETURNING id",
-                                 (job, now))[0][0])
+        """A trigger request; every daemon on the store is woken (NOTIFY), the first one answers."""
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO hc_requests (job, requested_at) VALUES (%s, %s) RETURNING id", (job, now))
+            found = int(cur.fetchone()[0])
+            cur.execute("SELECT pg_notify('hermes_cron', 'trigger')")
+        return found
 
     def request(self, request_id: int) -> tuple[bool, int | None, str | None] | None:
         r = self.db.query("SELECT handled, run_id, error FROM hc_requests WHERE id = %s", (request_id,))
