@@ -218,3 +218,32 @@ def test_an_edit_on_another_host_wakes_the_daemons(tmp_path, pg_url):
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
+
+
+def test_a_lost_run_of_a_job_safe_to_repeat_runs_again_once_elsewhere(tmp_path, pg_url):
+    a, b = hosts(tmp_path, pg_url, 2)
+    assert a[1]("db", "init").returncode == 0
+    assert a[1]("add", "again", "-s", "every 1h", "--on-lost", "rerun", "--", "sh", "-c",
+                f'echo "$HERMES_CRON_NODE_NAME" >> {tmp_path}/ran; sleep 2').returncode == 0
+    d_a = DaemonProc(a[0], "--lease", "4", log_name="a.log", HERMES_CRON_STORE=pg_url, HERMES_CRON_NODE="a",
+                     HERMES_CRON_NODE_NAME="a")
+    d_b = None
+    try:
+        d_a.wait_started()
+        subprocess.run([sys.executable, "-m", "hermes_cron", "--store", pg_url, "trigger", "again"],
+                       env=cli_env(a[0], HERMES_CRON_NODE="a"), capture_output=True, timeout=30)
+        wait_for(lambda: (r := run_row(pg_url, "again")) and r[1] == "running", 20, what="the first attempt")
+        d_a.kill9()
+        d_b = DaemonProc(b[0], "--lease", "4", log_name="b.log", HERMES_CRON_STORE=pg_url, HERMES_CRON_NODE="b",
+                         HERMES_CRON_NODE_NAME="b")
+        d_b.wait_started()
+        rows = wait_for(lambda: (r := query(pg_url, "SELECT attempt, status, node FROM hc_runs WHERE job = 'again' "
+                                                    "ORDER BY id")) and len(r) == 2 and r[1][1] == "succeeded" and r,
+                        30, what="the second attempt run by the peer")
+        assert rows[0][:2] == (1, "lost") and rows[1] == (2, "succeeded", "b")
+        assert (tmp_path / "ran").read_text().split() == ["a", "b"]
+        assert d_b.stop() == 0
+    finally:
+        for d in (d_a, d_b):
+            if d is not None and d.proc.poll() is None:
+                d.proc.kill()

@@ -118,6 +118,9 @@ def _remove_plugin(home: Home) -> bool:
 
 def enable(home: Home, python: str | None = None, timeout: float | None = None) -> list[str]:
     """Hand Hermes's ticker over; returns what was done, as lines for the user."""
+    if home.store is not None:
+        raise InvalidInput("Hermes's jobs are served by a daemon on the Hermes home's own (local) store, not "
+                           "through a shared store: run `hermes-cron hermes enable` and that daemon without --store")
     home.ensure()
     python = find_python(python)
     said = [f"Hermes's Python: {python} ({check_interface(python, home)})"]

@@ -61,6 +61,9 @@ def _job_options(f, for_edit: bool = False):
         click.option("--keep-runs", type=Count(1, 1_000_000), metavar="N",
                      help="Runs kept in history, 1 to 1000000 (default 50)."),
         click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
+        click.option("--on-lost", type=click.Choice(["record", "rerun"]),
+                     help="Shared store: a run whose host died is recorded lost (default), or run again once "
+                     "elsewhere (for jobs safe to repeat)."),
     ]
     if for_edit:
         options += [
@@ -116,6 +119,8 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
         out["output_cap"] = _parse_size(opts["output_cap"])
     if opts.get("keep_runs") is not None:
         out["keep_runs"] = opts["keep_runs"]
+    if opts.get("on_lost") is not None:
+        out["on_lost"] = opts["on_lost"]
     return out
 
 

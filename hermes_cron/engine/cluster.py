@@ -105,17 +105,19 @@ class Cluster:
         self.offset = db_now - (t0 + t1) / 2
 
     def step(self, state: PgStore, dispatcher: Any) -> None:
-        """At a tick: renew the leases if due, and give the dispatcher the clock offset."""
-        if time.time() >= self.next_at:
-            self.maintain(state.open_runs())
+        """At a tick: renew the leases if due, and give the dispatcher the clock offset and the
+        second attempts this node claimed of lost runs (jobs marked --on-lost rerun)."""
+        reruns = self.maintain(state.open_runs()) if time.time() >= self.next_at else []
         dispatcher.offset, dispatcher.lease = self.offset, self.lease
+        if reruns:
+            dispatcher.submit(reruns)
 
-    def maintain(self, open_runs: list) -> None:
+    def maintain(self, open_runs: list) -> list:
         """Renew, write the lease files, settle dead nodes' runs; when this node finds itself
         fenced, stop its runs and register a new epoch before anything is claimed."""
         store = self.store
         if store is None or self.epoch is None:
-            return True
+            return []
         now = time.time()
         try:
             self._measure(store)
@@ -137,7 +139,7 @@ class Cluster:
                                                          __version__, self.lease)
             self.log.info("node.registered", node=self.node, epoch=self.epoch, lease_s=self.lease,
                           clock_offset_s=round(self.offset, 3))
-            return
+            return []
         for run in open_runs:
             until = renewal.leases.get(run.id)
             if until is not None:
@@ -146,11 +148,17 @@ class Cluster:
                         LEASE_FILE, f"{lease_deadline(until, self.offset, self.lease)!r}\n".encode())
                 except (OSError, HermesCronError):
                     pass  # the folder is gone or not made yet: the launch's own deadline holds
-        for run_id, job, node, _ in pg_nodes.settle_expired(store.db):
-            self.log.warning("run.lost", run_id=run_id, job=job, node=node,
-                             reason="its node stopped renewing the lease; recorded lost, not run again")
+        reruns = []
+        for lost in pg_nodes.settle_expired(store.db, self.node, self.epoch, self.lease):
+            self.log.warning("run.lost", run_id=lost.run_id, job=lost.job, node=lost.node, rerun=lost.rerun_id,
+                             reason="its node stopped renewing the lease; recorded lost")
+            if lost.rerun_id is not None:
+                claim = _claim(lost)
+                if claim is not None:
+                    reruns.append(claim)
+        return reruns
 
-    def _fenced(self, open_runs: list) -> None:
+    def _fenced(self, open_runs: list) -> None:  # noqa: D401
         """A peer settled this node's runs: stop them all now, start nothing more."""
         self.log.error("node.fenced", node=self.node, epoch=self.epoch, runs=len(open_runs),
                        note="a peer took over this node's runs (it was frozen or cut off past its lease); "
@@ -168,3 +176,20 @@ class Cluster:
                     os.kill(sup.pid, signal.SIGTERM)
                 except OSError:
                     pass
+
+
+def _claim(lost: pg_nodes.Lost):  # -> engine.ticker.Claim | None
+    """The claim to start for a lost run's second attempt, from the job as it was claimed."""
+    import json
+
+    from hermes_cron.engine.ticker import Claim
+    from hermes_cron.errors import InvalidInput
+    from hermes_cron.logic.jobs import Job
+    from hermes_cron.logic.run import Trigger
+
+    try:
+        job = Job.from_dict(json.loads(lost.spec or "{}"))
+    except (InvalidInput, ValueError, TypeError):
+        return None
+    assert lost.rerun_id is not None
+    return Claim(lost.rerun_id, job, lost.scheduled, Trigger(lost.trigger))

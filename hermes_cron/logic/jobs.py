@@ -16,6 +16,7 @@ from hermes_cron.logic.zones_lite import utc_iso
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OVERLAP_POLICIES = ("skip", "allow", "replace")
+ON_LOST = ("record", "rerun")  # shared store: a run whose host died is recorded lost, or run again once
 DEFAULT_OUTPUT_CAP = 1024 * 1024
 DEFAULT_MISFIRE_GRACE = 600.0
 DEFAULT_KILL_GRACE = 10.0
@@ -42,6 +43,7 @@ class Job:
     env: tuple[tuple[str, str], ...] = ()
     output_cap: int = DEFAULT_OUTPUT_CAP
     keep_runs: int = DEFAULT_KEEP_RUNS
+    on_lost: str = "record"
     anchor: float = 0.0  # interval schedules count their slots from here
     created: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -58,6 +60,8 @@ class Job:
             raise InvalidInput(
                 f"job {self.name!r}: overlap policy {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}"
             )
+        if self.on_lost not in ON_LOST:
+            raise InvalidInput(f"job {self.name!r}: on-lost {self.on_lost!r} is not one of {', '.join(ON_LOST)}")
         if self.timeout is not None:
             check_duration(self.timeout, f"job {self.name!r}: timeout", TIMEOUT)
         check_duration(self.misfire_grace, f"job {self.name!r}: misfire grace", MISFIRE_GRACE)
@@ -163,7 +167,7 @@ class Job:
             for key in ("output_cap", "keep_runs"):
                 if key in kw and (isinstance(kw[key], bool) or not isinstance(kw[key], int)):
                     raise TypeError(f"{key} must be a whole number")
-            for key in ("name", "schedule", "tz", "overlap", "cwd"):
+            for key in ("name", "schedule", "tz", "overlap", "cwd", "on_lost"):
                 if key in kw and kw[key] is not None and not isinstance(kw[key], str):
                     raise TypeError(f"{key} must be a string")
         except (TypeError, ValueError, OverflowError) as e:

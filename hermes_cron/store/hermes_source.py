@@ -252,6 +252,10 @@ class Scheduled:
     def current(self, now: float | None = None) -> tuple[str, HermesView | None]:
         """(a token naming this reading, the view), or ("", None) while Hermes ticks its own jobs."""
         now = time.time() if now is None else now
+        if self.home.store is not None:
+            # A shared store's schedule is every host's: Hermes's jobs belong to the one host whose
+            # Hermes home holds them, and are served by a daemon of that home on the local store.
+            return "", None
         if not os.path.lexists(self.home.legacy_jobs) and not os.path.lexists(record_path(self.home)):
             self.handover = None  # no Hermes here: two stats a tick, nothing read
             return "", None

@@ -61,20 +61,53 @@ def renew(db, node: str, epoch: int, lease: float, offset: float) -> Renewal:
     return Renewal(False, float(found[0]), leases)
 
 
-def settle_expired(db) -> list[tuple[int, str, str | None, float | None]]:
-    """Record every run whose lease ran out as lost, and fence the nodes that held them; returns
-    (run id, job, node, lease end) of each, once (another daemon's settling skips them)."""
+@dataclass(frozen=True)
+class Lost:
+    run_id: int
+    job: str
+    node: str | None
+    rerun_id: int | None  # the new attempt this node claimed (a job marked --on-lost rerun), if any
+    spec: str | None
+    scheduled: float | None
+    trigger: str
+
+
+def settle_expired(db, node: str, epoch: int, lease: float) -> list[Lost]:
+    """Record every run whose lease ran out as lost and fence the nodes that held them, once
+    (another daemon's settling skips them). A run of a job marked `--on-lost rerun`, in its first
+    attempt, gets a second attempt of the same slot, claimed here by this node."""
+    out = []
     with db.transaction() as cur:
-        cur.execute(f"SELECT id, job, node, epoch, lease_until FROM hc_runs WHERE state <> 'done' "
-                    f"AND lease_until < {_NOW} FOR UPDATE SKIP LOCKED")
+        cur.execute(f"SELECT id, job, node, epoch, spec, scheduled, trigger, attempt FROM hc_runs "
+                    f"WHERE state <> 'done' AND lease_until < {_NOW} FOR UPDATE SKIP LOCKED")
         expired = cur.fetchall()
-        for run_id, job, node, epoch, until in expired:
+        for run_id, job, owner, owner_epoch, spec, scheduled, trigger, attempt in expired:
+            rerun = attempt == 1 and _on_lost(spec) == "rerun"
             cur.execute(f"UPDATE hc_runs SET state = 'done', status = 'lost', ended_at = {_NOW}, reason = %s "
                         "WHERE id = %s AND state <> 'done'",
-                        (f"its host ({node}) stopped renewing its lease: dead, frozen or cut off from the store; "
-                         "not run again (at most once)", run_id))
-            cur.execute("UPDATE hc_nodes SET fenced = true WHERE name = %s AND epoch = %s", (node, epoch))
-    return [(r[0], r[1], r[2], r[4]) for r in expired]
+                        (f"its host ({owner}) stopped renewing its lease: dead, frozen or cut off from the store; "
+                         + ("run again once (--on-lost rerun)" if rerun else "not run again (at most once)"), run_id))
+            cur.execute("UPDATE hc_nodes SET fenced = true WHERE name = %s AND epoch = %s", (owner, owner_epoch))
+            rerun_id = None
+            if rerun:
+                cur.execute(
+                    "INSERT INTO hc_runs (job, trigger, scheduled, attempt, state, claimed_at, node, epoch, "
+                    f"lease_until, spec, reason) VALUES (%s, %s, %s, %s, 'claimed', {_NOW}, %s, %s, {_NOW} + %s, %s, "
+                    "%s) ON CONFLICT DO NOTHING RETURNING id",
+                    (job, trigger, scheduled, attempt + 1, node, epoch, lease, spec, f"attempt 2: run {run_id} was lost"))
+                found = cur.fetchone()
+                rerun_id = int(found[0]) if found else None
+            out.append(Lost(run_id, job, owner, rerun_id, spec, scheduled, trigger))
+    return out
+
+
+def _on_lost(spec: str | None) -> str:
+    import json
+
+    try:
+        return str(json.loads(spec or "{}").get("on_lost", "record"))
+    except (ValueError, AttributeError):
+        return "record"
 
 
 def nodes(db) -> list[dict]:
