@@ -247,3 +247,41 @@ def test_a_lost_run_of_a_job_safe_to_repeat_runs_again_once_elsewhere(tmp_path, 
         for d in (d_a, d_b):
             if d is not None and d.proc.poll() is None:
                 d.proc.kill()
+
+
+def test_a_node_cut_off_from_the_database_stops_its_run_and_fences_itself(tmp_path, pg_url):
+    from urllib.parse import urlsplit
+
+    from tcp_proxy import Proxy
+
+    parts = urlsplit(pg_url)
+    proxy = Proxy((parts.hostname, parts.port))
+    via_proxy = pg_url.replace(f":{parts.port}/", f":{proxy.port}/")
+    a, b = hosts(tmp_path, pg_url, 2)
+    assert a[1]("db", "init").returncode == 0
+    d_a = start_long_run_on((a[0], node_cli(a[0], via_proxy)), via_proxy, tmp_path)
+    d_b = DaemonProc(b[0], "--lease", "4", log_name="b.log", HERMES_CRON_STORE=pg_url, HERMES_CRON_NODE="b")
+    try:
+        d_b.wait_started()
+        first_epoch = run_row(pg_url, "long")[4]
+        proxy.cut()
+        lost = wait_for(lambda: (r := run_row(pg_url, "long")) and r[2] == "lost" and r, 30,
+                        what="the cut-off node's run recorded lost by its peer")
+        ended = float(wait_for(lambda: (tmp_path / "ended").exists() and (tmp_path / "ended").read_text(), 10,
+                               what="the job stopped on the cut-off node"))
+        assert ended <= lost[7], "the job was stopped before the peer settled its run"
+        d_a.wait_event("store.unreachable", 10)
+        status = subprocess.run([sys.executable, "-m", "hermes_cron", "--store", via_proxy, "status"],
+                                capture_output=True, text=True, env=cli_env(a[0], HERMES_CRON_NODE="a"), timeout=60)
+        assert "can't reach the store" in status.stdout + status.stderr
+        proxy.restore()
+        d_a.wait_event("node.fenced", 20)
+        registered = d_a.wait_event("node.registered", 20, count=2)
+        assert registered[-1]["epoch"] > first_epoch
+        assert (tmp_path / "starts").read_text().count("started") == 1
+        assert d_a.stop() == 0 and d_b.stop() == 0
+    finally:
+        proxy.close()
+        for d in (d_a, d_b):
+            if d.proc.poll() is None:
+                d.proc.kill()

@@ -85,11 +85,20 @@ class Cluster:
     def open(self) -> PgStore:
         """Connect; keep this daemon's epoch across a reconnection unless it was fenced meanwhile,
         else register a new one."""
-        store = PgStore(self.home, self.node, None, self.lease)
-        self._measure(store)
+        try:
+            store = PgStore(self.home, self.node, None, self.lease)
+            self._measure(store)
+        except HermesCronError as e:
+            self._unreachable(e)
+            raise
+        if self.unreachable_since is not None:
+            self.log.warning("store.reachable", after_s=round(time.time() - self.unreachable_since, 1))
+            self.unreachable_since = None
         if self.epoch is not None and pg_nodes.still_mine(store.db, self.node, self.epoch):
             store.epoch = self.epoch
         else:
+            if self.epoch is not None:  # back from an outage past its lease: a peer settled its runs
+                self._fenced(store.open_runs())
             store.epoch = self.epoch = pg_nodes.register(store.db, self.node, self.me.pid, self.me.start,
                                                          __version__, self.lease)
             self.log.info("node.registered", node=self.node, epoch=self.epoch, lease_s=self.lease,
@@ -123,11 +132,7 @@ class Cluster:
             self._measure(store)
             renewal = pg_nodes.renew(store.db, self.node, self.epoch, self.lease, self.offset)
         except HermesCronError as e:
-            if self.unreachable_since is None:
-                self.unreachable_since = now
-                self.log.error("store.unreachable", error=str(e), note="claims stop; runs go on until their "
-                               "leases end, then their supervisors stop them")
-            self.next_at = now + min(self.lease / 6, 5.0)
+            self._unreachable(e)
             raise
         if self.unreachable_since is not None:
             self.log.warning("store.reachable", after_s=round(now - self.unreachable_since, 1))
@@ -158,7 +163,15 @@ class Cluster:
                     reruns.append(claim)
         return reruns
 
-    def _fenced(self, open_runs: list) -> None:  # noqa: D401
+    def _unreachable(self, e: Exception) -> None:
+        now = time.time()
+        if self.unreachable_since is None:
+            self.unreachable_since = now
+            self.log.error("store.unreachable", error=str(e), note="claims stop; runs go on until their leases "
+                           "end, then their supervisors stop them; reconnecting")
+        self.next_at = now + min(self.lease / 6, 5.0)
+
+    def _fenced(self, open_runs: list) -> None:
         """A peer settled this node's runs: stop them all now, start nothing more."""
         self.log.error("node.fenced", node=self.node, epoch=self.epoch, runs=len(open_runs),
                        note="a peer took over this node's runs (it was frozen or cut off past its lease); "
