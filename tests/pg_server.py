@@ -89,11 +89,22 @@ def stop(root: str | None = None) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def pg_ctl(action: str, *extra: str) -> subprocess.CompletedProcess:
-    """Stop, start or restart the test server (a PostgreSQL restart, as a fault)."""
-    root = root_dir()
+def own_server(root: str) -> str:
+    """A server of a test's own (one it may restart), in `root`; its base URL."""
+    os.makedirs(root, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    _start(root)
+    with open(os.path.join(root, "ready")) as f:
+        return f"postgresql://postgres@127.0.0.1:{int(f.read())}"
+
+
+def pg_ctl(action: str, *extra: str, root: str | None = None) -> subprocess.CompletedProcess:
+    """Stop, start or restart a test server (a PostgreSQL restart, as a fault)."""
+    root = root or root_dir()
+    log = ["-l", os.path.join(root, "server.log")] if action in ("start", "restart") else []  # else it logs to our pipe
     return _as_server_user([os.path.join(_bin(), "pg_ctl"), "-D", os.path.join(root, "data"), "-w", "-t", "60",
-                            action, *extra], timeout=90)
+                            *log, action, *extra], timeout=90)
 
 
 def new_database(base: str) -> str:

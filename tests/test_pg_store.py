@@ -285,3 +285,33 @@ def test_a_node_cut_off_from_the_database_stops_its_run_and_fences_itself(tmp_pa
         for d in (d_a, d_b):
             if d.proc.poll() is None:
                 d.proc.kill()
+
+
+def test_a_postgresql_restart_loses_nothing_committed(tmp_path):
+    import tempfile
+
+    from pg_server import new_database, own_server, pg_ctl, stop
+
+    root = tempfile.mkdtemp(prefix="hermes-cron-pg-own-")  # the server's user must reach it: not under tmp_path
+    base = own_server(root)
+    try:
+        url = new_database(base)
+        (home, cli), = hosts(tmp_path, url, 1)
+        assert cli("db", "init").returncode == 0
+        assert cli("add", "tick", "-s", "every 1s", "--", "true").returncode == 0
+        d = DaemonProc(home, "--lease", "6", log_name="d.log", HERMES_CRON_STORE=url, HERMES_CRON_NODE="n")
+        d.wait_started()
+        wait_for(lambda: len(query(url, "SELECT 1 FROM hc_runs WHERE status = 'succeeded'")) >= 3, 15,
+                 what="runs before the restart")
+        before = query(url, "SELECT id, status FROM hc_runs WHERE state = 'done' ORDER BY id")
+        r = pg_ctl("restart", "-m", "fast", root=root)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: len(query(url, "SELECT 1 FROM hc_runs WHERE status = 'succeeded'")) >= len(before) + 3, 30,
+                 what="runs after the restart")
+        after = dict(query(url, "SELECT id, status FROM hc_runs WHERE state = 'done'"))
+        assert all(after.get(i) == s for i, s in before), "every run committed before the restart is still there"
+        slots = sorted(s for (s,) in query(url, "SELECT scheduled FROM hc_runs WHERE job = 'tick'"))
+        assert len(slots) == len(set(slots)), "no slot claimed twice across the restart"
+        assert d.stop() == 0
+    finally:
+        stop(root)
