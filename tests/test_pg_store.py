@@ -315,3 +315,22 @@ def test_a_postgresql_restart_loses_nothing_committed(tmp_path):
         assert d.stop() == 0
     finally:
         stop(root)
+
+
+def test_a_local_home_moves_into_the_shared_store_with_its_history(tmp_path, pg_url):
+    (home, cli), = hosts(tmp_path, pg_url, 1)
+    env = cli_env(home)
+
+    def here(*args):
+        return subprocess.run([sys.executable, "-m", "hermes_cron", *args], capture_output=True, text=True, env=env)
+
+    assert here("add", "mine", "-s", "every 1h", "--", "echo", "hi").returncode == 0
+    assert here("trigger", "mine", "--wait").returncode == 0
+    assert cli("db", "init").returncode == 0
+    r = cli("db", "import")
+    assert r.returncode == 0 and "1 job(s) and 1 finished run(s)" in r.stdout, r.stdout + r.stderr
+    assert "mine" in cli("list").stdout and "succeeded" in cli("history", "mine").stdout
+    assert os.path.exists(home.jobs + ".imported") and not os.path.exists(home.jobs)
+    r = cli("db", "import")
+    assert r.returncode == 2 and "already imported" in r.stderr  # never copied twice
+    assert len(query(pg_url, "SELECT 1 FROM hc_runs")) == 1

@@ -61,3 +61,18 @@ def db_status() -> None:
     finally:
         d.close()
     click.echo(f"{shown(_url())}: schema {version or 'none'}; this hermes-cron knows {SCHEMA_VERSION}")
+
+
+@db.command("import")
+@_home_option
+def import_() -> None:
+    """Copy this home's local jobs, schedule state and history into the shared store."""
+    from hermes_cron.app.cluster import import_home
+    from hermes_cron.store.pg_db import shown
+
+    home = _ctx().home
+    _url()
+    jobs, runs = import_home(home)
+    click.echo(f"copied {jobs} job(s) and {runs} finished run(s) from {home.root} to {shown(home.store or '')}; "
+               f"the local job file is kept as {home.jobs}.imported. Start the daemon with --store (or "
+               "HERMES_CRON_STORE) now.")
