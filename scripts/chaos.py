@@ -22,6 +22,7 @@ Any violation fails the run with its evidence.
 
     .venv/bin/python scripts/chaos.py --minutes 1        # what CI runs (through tests/test_chaos.py)
     .venv/bin/python scripts/chaos.py --minutes 10 --seed 7
+    .venv/bin/python scripts/chaos.py --store auto --minutes 10   # three nodes on PostgreSQL
 """
 
 from __future__ import annotations
@@ -443,7 +444,14 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the home folder for inspection")
+    ap.add_argument("--store", help="postgresql://... (a server where a database may be created), or auto (a "
+                    "throwaway one): three nodes on the shared store instead (scripts/chaos_cluster.py)")
     args = ap.parse_args()
+    if args.store:
+        import chaos_cluster
+
+        sys.exit(chaos_cluster.main(["--store", args.store, "--minutes", str(args.minutes)]
+                                    + (["--seed", str(args.seed)] if args.seed is not None else [])))
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     home = tempfile.mkdtemp(prefix="hermes-chaos-")
     print(f"chaos: {args.minutes:g} min, seed {seed}, home {home}")
