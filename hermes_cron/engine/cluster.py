@@ -37,8 +37,9 @@ def lease_deadline(lease_until_db: float, offset: float, lease: float) -> float:
 
 
 class Cluster:
-    def __init__(self, home: Home, me: ProcId, log: Any, lease: float):
+    def __init__(self, home: Home, me: ProcId, log: Any, lease: float, tick: float = 60.0):
         self.home = home
+        self.tick = tick
         self.me = me
         self.log = log
         self.lease = lease
@@ -100,7 +101,7 @@ class Cluster:
             if self.epoch is not None:  # back from an outage past its lease: a peer settled its runs
                 self._fenced(store.open_runs())
             store.epoch = self.epoch = pg_nodes.register(store.db, self.node, self.me.pid, self.me.start,
-                                                         __version__, self.lease)
+                                                         __version__, self.lease, self.tick)
             self.log.info("node.registered", node=self.node, epoch=self.epoch, lease_s=self.lease,
                           clock_offset_s=round(self.offset, 3))
         self.store = store
@@ -112,6 +113,13 @@ class Cluster:
         db_now = store.now()
         t1 = time.time()
         self.offset = db_now - (t0 + t1) / 2
+
+    def wake_at(self, holding_runs: bool) -> float | None:
+        """When the daemon must wake for the cluster besides its ticks: to renew the leases of the
+        runs it holds, or to reconnect. Idle and connected, never: the ticks renew its heartbeat."""
+        if holding_runs or self.unreachable_since is not None:
+            return self.next_at or None
+        return None
 
     def step(self, state: PgStore, dispatcher: Any) -> None:
         """At a tick: renew the leases if due, and give the dispatcher the clock offset and the
@@ -141,7 +149,7 @@ class Cluster:
         if renewal.fenced:
             self._fenced(open_runs)
             store.epoch = self.epoch = pg_nodes.register(store.db, self.node, self.me.pid, self.me.start,
-                                                         __version__, self.lease)
+                                                         __version__, self.lease, self.tick)
             self.log.info("node.registered", node=self.node, epoch=self.epoch, lease_s=self.lease,
                           clock_offset_s=round(self.offset, 3))
             return []

@@ -81,7 +81,7 @@ class Daemon:
         if home.store:  # a shared store: this daemon is a node of a cluster (loaded only then)
             from hermes_cron.engine.cluster import Cluster
 
-            self.cluster = Cluster(home, self.me, log, settings.lease)
+            self.cluster = Cluster(home, self.me, log, settings.lease, settings.tick_interval)
         self.scheduler: Scheduler | None = None
         self.dispatcher: Dispatcher | None = None
         self.lock = FileLock(home.daemon_lock, "the daemon lock")
@@ -228,8 +228,9 @@ class Daemon:
             except HermesCronError:
                 pass
         deadline = self.dispatcher.next_deadline() if self.dispatcher is not None else None
-        if self.cluster is not None and self.cluster.next_at:
-            deadline = min(deadline, self.cluster.next_at) if deadline is not None else self.cluster.next_at
+        renew = self.cluster.wake_at(bool(self.dispatcher and self.dispatcher.watched)) if self.cluster else None
+        if renew is not None:
+            deadline = min(deadline, renew) if deadline is not None else renew
         wake = next_wake(self._next_tick, next_due - self.cluster.offset if next_due is not None and self.cluster
                          else next_due, due_count, deadline)
         self._target = wake.target

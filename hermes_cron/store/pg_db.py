@@ -28,7 +28,8 @@ _V1 = [
     "CREATE SEQUENCE hc_epochs",
     "CREATE TABLE hc_nodes (name text PRIMARY KEY, host text NOT NULL, pid integer, pid_start bigint, "
     "version text, epoch bigint NOT NULL, started_at double precision, heartbeat double precision, "
-    "lease_s double precision NOT NULL, fenced boolean NOT NULL DEFAULT false, offset_s double precision)",
+    "lease_s double precision NOT NULL, tick_s double precision NOT NULL DEFAULT 60, "
+    "fenced boolean NOT NULL DEFAULT false, offset_s double precision)",
     "CREATE TABLE hc_runs (id bigserial PRIMARY KEY, job text NOT NULL, trigger text NOT NULL, "
     "scheduled double precision, attempt integer NOT NULL DEFAULT 1, state text NOT NULL, status text, "
     "claimed_at double precision NOT NULL, owner_pid integer, owner_start bigint, node text, epoch bigint, "

@@ -25,15 +25,16 @@ def node_name(home: Home) -> str:
     return os.environ.get("HERMES_CRON_NODE") or f"{socket.gethostname()}:{home.root}"
 
 
-def register(db, node: str, pid: int, pid_start: int, version: str, lease: float) -> int:
+def register(db, node: str, pid: int, pid_start: int, version: str, lease: float, tick: float) -> int:
     """A new epoch for `node` (which fences every earlier one of its epochs)."""
     rows = db.query(
-        "INSERT INTO hc_nodes (name, host, pid, pid_start, version, epoch, started_at, heartbeat, lease_s, fenced) "
-        f"VALUES (%s, %s, %s, %s, %s, nextval('hc_epochs'), {_NOW}, {_NOW}, %s, false) "
+        "INSERT INTO hc_nodes (name, host, pid, pid_start, version, epoch, started_at, heartbeat, lease_s, tick_s, "
+        f"fenced) VALUES (%s, %s, %s, %s, %s, nextval('hc_epochs'), {_NOW}, {_NOW}, %s, %s, false) "
         "ON CONFLICT (name) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, pid_start = EXCLUDED.pid_start, "
         "version = EXCLUDED.version, epoch = EXCLUDED.epoch, started_at = EXCLUDED.started_at, "
-        "heartbeat = EXCLUDED.heartbeat, lease_s = EXCLUDED.lease_s, fenced = false RETURNING epoch",
-        (node, socket.gethostname(), pid, pid_start, version, lease))
+        "heartbeat = EXCLUDED.heartbeat, lease_s = EXCLUDED.lease_s, tick_s = EXCLUDED.tick_s, fenced = false "
+        "RETURNING epoch",
+        (node, socket.gethostname(), pid, pid_start, version, lease, tick))
     return int(rows[0][0])
 
 
@@ -112,14 +113,14 @@ def _on_lost(spec: str | None) -> str:
 
 def nodes(db) -> list[dict]:
     rows = db.query(
-        f"SELECT n.name, n.host, n.pid, n.version, n.epoch, n.started_at, n.heartbeat, n.lease_s, n.fenced, "
+        f"SELECT n.name, n.host, n.pid, n.version, n.epoch, n.started_at, n.heartbeat, n.lease_s + n.tick_s, n.fenced, "
         f"n.offset_s, {_NOW}, (SELECT COUNT(*) FROM hc_runs r WHERE r.node = n.name AND r.epoch = n.epoch "
-        "AND r.state <> 'done') FROM hc_nodes n ORDER BY n.name")
+        "AND r.state <> 'done'), n.tick_s FROM hc_nodes n ORDER BY n.name")
     out = []
-    for name, host, pid, version, epoch, started, beat, lease, fenced, offset, now, held in rows:
+    for name, host, pid, version, epoch, started, beat, lease, fenced, offset, now, held, tick in rows:
         age = now - beat if beat is not None else None
         out.append({"node": name, "host": host, "pid": pid, "version": version, "epoch": epoch,
-                    "heartbeat_age_s": round(age, 1) if age is not None else None, "lease_s": lease,
+                    "heartbeat_age_s": round(age, 1) if age is not None else None, "lease_s": lease - tick,
                     "fenced": fenced, "healthy": not fenced and age is not None and age <= lease,
                     "clock_offset_s": round(offset, 3) if offset is not None else None, "leases_held": held})
     return out
