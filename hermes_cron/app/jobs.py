@@ -98,6 +98,23 @@ def add_job(home: Home, job: Job) -> Job:
     return _edit(home, change)
 
 
+def add_jobs(home: Home, jobs: list[Job]) -> list[Job]:
+    """Add several jobs in one edit (an import): all or none; one whose name is taken meanwhile
+    is left out."""
+    now = time.time()
+    for job in jobs:
+        if is_hermes_name(job.name):
+            raise InvalidInput(f"job {job.name!r}: names starting with {PREFIX!r} are the Hermes agent's jobs")
+        _checked(job, now)
+
+    def change(current: dict[str, Job]) -> list[Job]:
+        added = [job for job in jobs if job.name not in current]
+        current.update({job.name: job for job in added})
+        return added
+
+    return _edit(home, change)
+
+
 def edit_job(home: Home, name: str, changes: dict[str, Any]) -> Job:
     """Change fields of a job. A new schedule or zone re-anchors interval schedules at now."""
     now = time.time()
