@@ -238,6 +238,7 @@ def show(name: str, as_json: bool) -> None:
         ("overlap", job.overlap),
         ("misfire grace", format_duration(job.misfire_grace)),
         ("kill grace", format_duration(job.kill_grace)),
+        ("jitter", format_duration(job.jitter) if job.jitter else "none"),
         ("cwd", job.cwd or "$HOME"),
         ("env", " ".join(f"{k}={v}" for k, v in job.env) or "-"),
         ("output cap", size_text(job.output_cap)),
@@ -293,8 +294,9 @@ def next_(expr: str, tz: str | None, count: int, start: str | None, hash_key: st
     tz = tz or local_zone_name()
     zone = load_zone(tz)
     t0 = parse_at(start, zone, "--from") if start else time.time()
-    sched = parse_schedule(expr, tz, hash_key=job.name if job is not None else hash_key,
-                           anchor=job.anchor if job is not None and job.anchor else float(int(t0)))
+    sched = job.compiled if job is not None and tz == job.tz else parse_schedule(
+        expr, tz, hash_key=job.name if job is not None else hash_key,
+        anchor=job.anchor if job is not None and job.anchor else float(int(t0)))
     if isinstance(sched, RebootSchedule):
         raise InvalidInput("@reboot runs once per boot; it has no fire times to preview")
     check_fires(sched, t0)

@@ -61,6 +61,8 @@ def _job_options(f, for_edit: bool = False):
         click.option("--keep-runs", type=Count(1, 1_000_000), metavar="N",
                      help="Runs kept in history, 1 to 1000000 (default 50)."),
         click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
+        click.option("--jitter", metavar="DURATION", help="Start each run later by a stable per-job offset "
+                     "below this (spreads jobs on one schedule; never before the slot)."),
         click.option("--on-lost", type=click.Choice(["record", "rerun"]),
                      help="Shared store: a run whose host died is recorded lost (default), or run again once "
                      "elsewhere (for jobs safe to repeat)."),
@@ -119,6 +121,10 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
         out["output_cap"] = _parse_size(opts["output_cap"])
     if opts.get("keep_runs") is not None:
         out["keep_runs"] = opts["keep_runs"]
+    if opts.get("jitter") is not None:
+        from hermes_cron.logic.durations import JITTER
+
+        out["jitter"] = parse_duration(opts["jitter"], "jitter", JITTER) if opts["jitter"] not in ("0", "") else 0.0
     if opts.get("on_lost") is not None:
         out["on_lost"] = opts["on_lost"]
     return out

@@ -21,6 +21,7 @@ TIMEOUT = (0.1, MAX_DURATION)
 MISFIRE_GRACE = (1.0, MAX_DURATION)
 KILL_GRACE = (0.0, MAX_KILL_GRACE)
 INTERVAL = (1.0, MAX_DURATION)
+JITTER = (0.0, MAX_DURATION)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NUMBER = r"[0-9]{1,30}(?:\.[0-9]{1,9})?"  # ASCII digits only: int() would take '٣' and '５'

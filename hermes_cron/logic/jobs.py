@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from hermes_cron.logic.durations import KILL_GRACE, MISFIRE_GRACE, TIMEOUT, check_duration
+from hermes_cron.logic.durations import JITTER, KILL_GRACE, MISFIRE_GRACE, TIMEOUT, check_duration
 from hermes_cron.errors import InvalidInput
 from hermes_cron.logic.names import check_name
-from hermes_cron.logic.schedule import Schedule, parse_schedule
+from hermes_cron.logic.schedule import Schedule, jittered, parse_schedule
 from hermes_cron.logic.zones_lite import utc_iso
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,6 +44,7 @@ class Job:
     output_cap: int = DEFAULT_OUTPUT_CAP
     keep_runs: int = DEFAULT_KEEP_RUNS
     on_lost: str = "record"
+    jitter: float = 0.0  # each slot later by a stable per-job offset below this (logic/schedule.py)
     anchor: float = 0.0  # interval schedules count their slots from here
     created: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -66,6 +67,7 @@ class Job:
             check_duration(self.timeout, f"job {self.name!r}: timeout", TIMEOUT)
         check_duration(self.misfire_grace, f"job {self.name!r}: misfire grace", MISFIRE_GRACE)
         check_duration(self.kill_grace, f"job {self.name!r}: kill grace", KILL_GRACE)
+        check_duration(self.jitter, f"job {self.name!r}: jitter", JITTER)
         for what, value in (("anchor", self.anchor), ("created", self.created)):
             if not INSTANTS[0] <= value <= INSTANTS[1]:
                 raise InvalidInput(f"job {self.name!r}: {what} {value!r} is not a time between 1970 and 3000")
@@ -89,7 +91,8 @@ class Job:
 
     @cached_property
     def compiled(self) -> Schedule:
-        return parse_schedule(self.schedule, self.tz, hash_key=self.name, anchor=self.anchor)
+        return jittered(parse_schedule(self.schedule, self.tz, hash_key=self.name, anchor=self.anchor), self.name,
+                        self.jitter)
 
     @cached_property
     def spec_json(self) -> str:
@@ -105,7 +108,7 @@ class Job:
     @cached_property
     def fingerprint(self) -> str:
         """What decides the job's fire times: when it changes, the next run is recomputed."""
-        return f"{self.schedule}\0{self.tz}\0{self.anchor!r}"
+        return f"{self.schedule}\0{self.tz}\0{self.anchor!r}" + (f"\0{self.jitter!r}" if self.jitter else "")
 
     @property
     def hermes(self) -> dict[str, Any] | None:
@@ -156,7 +159,7 @@ class Job:
             for key in ("anchor", "created"):
                 if key in kw:
                     kw[key] = parse_utc(kw[key])
-            for key in ("timeout", "misfire_grace", "kill_grace"):
+            for key in ("timeout", "misfire_grace", "kill_grace", "jitter"):
                 if kw.get(key) is not None:
                     if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)):
                         raise TypeError(f"{key} must be a number of seconds")

@@ -120,7 +120,48 @@ class RebootSchedule:
         return None
 
 
-Schedule = CronSchedule | IntervalSchedule | AtSchedule | RebootSchedule
+@dataclass(frozen=True)
+class ShiftedSchedule:
+    """A cron schedule whose every slot comes `offset` seconds late: a job's jitter (see
+    `jittered`), never before the slot it shifts."""
+
+    base: CronSchedule
+    offset: float
+    kind = "cron"
+
+    @property
+    def text(self) -> str:
+        return self.base.text
+
+    def next_after(self, t: float) -> float | None:
+        found = self.base.next_after(t - self.offset)
+        return None if found is None else found + self.offset
+
+
+Schedule = CronSchedule | IntervalSchedule | AtSchedule | RebootSchedule | ShiftedSchedule
+
+
+def jitter_offset(key: str, jitter: float) -> float:
+    """A stable offset in [0, jitter) for `key` (a job's name), to the millisecond."""
+    import hashlib
+
+    span = int(jitter * 1000)
+    if span <= 0:
+        return 0.0
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % span / 1000.0
+
+
+def jittered(schedule: Schedule, key: str, jitter: float) -> Schedule:
+    """`schedule` with a job's jitter: each slot moved later by the job's stable offset (as `H`
+    spreads minutes, so jobs on one schedule don't all start in the same instant)."""
+    if not jitter:
+        return schedule
+    offset = jitter_offset(key, jitter)
+    if isinstance(schedule, IntervalSchedule):
+        return IntervalSchedule(schedule.text, schedule.period, schedule.anchor + offset)
+    if isinstance(schedule, CronSchedule):
+        return ShiftedSchedule(schedule, offset)
+    raise InvalidInput("--jitter applies to recurring schedules (cron expressions and intervals)")
 
 _EVERY = re.compile(r"^every\s+(.+)$", re.IGNORECASE)
 _AT = re.compile(r"^at\s+(.+)$", re.IGNORECASE)
