@@ -66,6 +66,9 @@ class Heartbeat:
     home: str
     version: str
     lock_wait: LockWait | None = None
+    tick_failures: int = 0  # ticks that failed since the daemon started
+    claims: int = 0  # runs claimed since the daemon started
+    histograms: dict[str, Any] | None = None  # {"fire_latency_seconds": ..., "lock_hold_seconds": ...}
 
     @property
     def last_tick_failed(self) -> bool:
@@ -106,6 +109,10 @@ class Heartbeat:
                 values["last_ok_tick"] = float(values["last_ok_tick"])
             for name in ("boot_id", "home", "version"):
                 values[name] = str(values[name])
+            for name in ("tick_failures", "claims"):  # written since 0.2: absent from older heartbeats
+                values[name] = int(values[name] or 0)
+            if not isinstance(values["histograms"], dict):
+                values["histograms"] = None
         except (KeyError, TypeError, ValueError):
             return None
         return cls(**values)

@@ -37,6 +37,7 @@ class Watched:
     timeout_at: float | None = None
     kill_at: float | None = None
     timed_out: bool = False
+    scheduled: float | None = None  # its slot (the fire latency is measured from it)
 
 
 def facts(d: Dispatcher, run: RunRecord, files: RunFiles, now: float) -> Facts:

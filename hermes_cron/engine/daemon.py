@@ -33,7 +33,7 @@ from hermes_cron.store.migrate import NOTE, migrate
 from hermes_cron.store.base import Store
 from hermes_cron.store.sqlite import SqliteStore
 from hermes_cron.engine.process import SignalFlags, raise_fd_limit, take_daemon_lock
-from hermes_cron.engine.reporting import log_report, status_line
+from hermes_cron.engine.reporting import Health, log_report, status_line
 from hermes_cron.engine.ticker import Scheduler
 from hermes_cron.logic.zones_lite import utc_iso
 
@@ -52,16 +52,6 @@ class Settings:
     lock_timeout: float = 5.0
     argv: tuple[str, ...] = ()
     lease: float = 30.0  # shared store: a run's lease (engine/cluster.py)
-
-
-@dataclass
-class Health:
-    ticks: int = 0
-    last_ok_tick: float | None = None
-    last_error: TickError | None = None
-    lock_wait: LockWait | None = None  # another ticker holds the tick lock: since when, and who
-    consecutive_failures: int = 0
-    started_at: float = 0.0
 
 
 class Daemon:
@@ -152,6 +142,8 @@ class Daemon:
                 self.cluster.step(self.state, self.dispatcher)  # leases, fencing, the database's clock
             report = self.scheduler.claim(now + self.dispatcher.offset)
             self.dispatcher.submit(report.claims)
+            self.health.lock_hold.observe(report.lock_held)
+            self.health.claims += len(report.claims)
             if report.claims:
                 self._last_dispatch = self.clock.time()
             log_report(self.log, report, counted, self.health.ticks)
@@ -197,6 +189,7 @@ class Daemon:
     def _tick_failed(self, e: BaseException, now: float) -> None:
         kind = type(e).__name__
         self.health.consecutive_failures += 1
+        self.health.tick_failures += 1
         self.health.last_error = TickError(now, kind, str(e) or kind)
         extra: dict[str, Any] = {}
         if isinstance(e, LockBusy):
@@ -332,7 +325,9 @@ class Daemon:
                        interval_s=s.tick_interval * s.heartbeat_every, last_ok_tick=h.last_ok_tick,
                        last_error=h.last_error, consecutive_failures=h.consecutive_failures, running=running,
                        next_due=next_due, started_at=h.started_at, home=self.home.root, version=__version__,
-                       lock_wait=h.lock_wait)
+                       lock_wait=h.lock_wait, tick_failures=h.tick_failures, claims=h.claims, histograms={
+                           "lock_hold_seconds": h.lock_hold.to_dict(),
+                           "fire_latency_seconds": self.dispatcher.fire_latency.to_dict() if self.dispatcher else None})
         t0 = time.monotonic()
         try:
             write_heartbeat(self.home.heartbeat, hb)

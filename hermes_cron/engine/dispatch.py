@@ -23,6 +23,7 @@ from hermes_cron.engine.launch import Launch, Target
 from hermes_cron.engine.recorder import Recorder
 from hermes_cron.engine.system import SYSTEM, SpareSupervisor, System
 from hermes_cron.engine.ticker import Claim
+from hermes_cron.logic.histogram import FIRE_LATENCY, Histogram
 from hermes_cron.logic.run import Outcome
 from hermes_cron.logic.zones_lite import utc_iso
 from hermes_cron.store.base import Store
@@ -45,6 +46,7 @@ class Dispatcher:
         self.nofile = nofile
         self.offset = 0.0  # shared store: the database's clock minus this host's (engine/cluster.py)
         self.lease: float | None = None  # shared store: a run's lease, which its supervisor enforces
+        self.fire_latency = Histogram(FIRE_LATENCY)  # slot to start, of the runs this process started
         self.watched: dict[int, Watched] = {}
         self._children: dict[int, list[int]] = {}  # supervisor pid -> its run ids
         self._fds: dict[int, int] = {}  # pidfd -> run id
@@ -119,7 +121,8 @@ class Dispatcher:
         if not self.detach:
             self._children[pid] = [c.run_id for c in claims]
             for c in claims:
-                self.watched[c.run_id] = Watched(c.run_id, c.job.name, c.job.kill_grace, supervisor=supervisor)
+                self.watched[c.run_id] = Watched(c.run_id, c.job.name, c.job.kill_grace, supervisor=supervisor,
+                                                 scheduled=c.scheduled)
         return [(c, supervisor) for c in claims]
 
     @property
@@ -214,6 +217,8 @@ class Dispatcher:
             self.started += started
             for run_id, at, job in started:
                 w = self.watched.get(run_id)
+                if w is not None and w.scheduled is not None:
+                    self.fire_latency.observe(max(0.0, at - (w.scheduled - self.offset)))
                 self.log.info("job.started", job=w.job if w else None, run_id=run_id, job_pid=job.pid,
                               started=utc_iso(at))
         for run_id in ended:

@@ -3,10 +3,29 @@ with the phases when it held the tick lock too long."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
+
+from hermes_cron.contract.heartbeat import LockWait, TickError
+from hermes_cron.logic.histogram import LOCK_HOLD, Histogram
 
 from hermes_cron.engine.ticker import TickReport
 from hermes_cron.logic.zones_lite import utc_iso
+
+@dataclass
+class Health:
+    """What the daemon knows of its own ticks, for its heartbeat, its log and systemd."""
+
+    ticks: int = 0
+    last_ok_tick: float | None = None
+    last_error: TickError | None = None
+    lock_wait: LockWait | None = None  # another ticker holds the tick lock: since when, and who
+    consecutive_failures: int = 0
+    started_at: float = 0.0
+    tick_failures: int = 0
+    claims: int = 0
+    lock_hold: Histogram = field(default_factory=lambda: Histogram(LOCK_HOLD))
+
 
 SLOW_TICK = 0.05  # a tick holding the lock longer than this is logged as a warning, with its phases
 

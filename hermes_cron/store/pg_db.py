@@ -42,6 +42,7 @@ _V1 = [
     "CREATE INDEX hc_runs_job ON hc_runs (job, id)",
     "CREATE TABLE hc_requests (id bigserial PRIMARY KEY, job text NOT NULL, requested_at double precision NOT NULL, "
     "handled boolean NOT NULL DEFAULT false, run_id bigint, error text)",
+    "CREATE TABLE hc_counts (job text NOT NULL, status text NOT NULL, n bigint NOT NULL, PRIMARY KEY (job, status))",
     "INSERT INTO hc_meta (key, value) VALUES ('defs_version', '0')",
 ]
 MIGRATIONS: dict[int, list[str]] = {1: _V1}

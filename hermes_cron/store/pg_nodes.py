@@ -89,6 +89,8 @@ def settle_expired(db, node: str, epoch: int, lease: float) -> list[Lost]:
                         (f"its host ({owner}) stopped renewing its lease: dead, frozen or cut off from the store; "
                          + ("run again once (--on-lost rerun)" if rerun else "not run again (at most once)"), run_id))
             cur.execute("UPDATE hc_nodes SET fenced = true WHERE name = %s AND epoch = %s", (owner, owner_epoch))
+            cur.execute("INSERT INTO hc_counts (job, status, n) VALUES (%s, 'lost', 1) ON CONFLICT (job, status) "
+                        "DO UPDATE SET n = hc_counts.n + 1", (job,))
             rerun_id = None
             if rerun:
                 cur.execute(

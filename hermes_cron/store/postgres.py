@@ -130,6 +130,9 @@ class PgStore:
                            "ORDER BY id DESC LIMIT 1")
         return found[0] if found else None
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        return {(job, status): int(n) for job, status, n in self.db.query("SELECT job, status, n FROM hc_counts")}
+
     def last_outcomes(self) -> dict[str, tuple[Outcome | None, float | None]]:
         rows = self.db.query(
             "SELECT DISTINCT ON (job) job, status, ended_at FROM hc_runs "
@@ -184,8 +187,11 @@ class PgStore:
                 (str(r.outcome), r.ended_at, r.started_at, r.exit_code, r.signal, r.reason, r.job_pid, r.job_start,
                  r.output, r.output_bytes, copy, run_id, *params))
             found = cur.fetchone()
-            if found is None or not keep:
-                return found is not None, []
+            if found is None:
+                return False, []
+            cur.execute(_COUNT, (found[0], str(r.outcome), 1))
+            if not keep:
+                return True, []
             cur.execute("DELETE FROM hc_runs WHERE id IN (SELECT id FROM hc_runs WHERE job = %s AND state = 'done' "
                         "AND node IS NOT DISTINCT FROM %s ORDER BY id DESC OFFSET %s) RETURNING id",
                         (found[0], self.node, keep))
@@ -206,6 +212,8 @@ class PgStore:
         return (bool(r[0][0]), r[0][1], r[0][2]) if r else None
 
 
+_COUNT = ("INSERT INTO hc_counts (job, status, n) VALUES (%s, %s, %s) "
+          "ON CONFLICT (job, status) DO UPDATE SET n = hc_counts.n + EXCLUDED.n")
 _SCHED = "SELECT job, fingerprint, enabled, kind, next_run, last_slot, done, boot_id FROM hc_sched"
 _DUE = ("SELECT job, next_run FROM hc_sched WHERE enabled AND next_run IS NOT NULL AND next_run <= %s "
         "ORDER BY next_run")
@@ -320,6 +328,8 @@ class _PgTick:
                  r.reason))
             found = self.cur.fetchone()
             ids.append(int(found[0]) if found else None)
+            if found and r.outcome is not None:
+                self.cur.execute(_COUNT, (r.job, str(r.outcome), r.missed_count or 1))
         return ids
 
     def advance(self, advances: list[Advance]) -> None:

@@ -17,7 +17,7 @@ from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.logic.run import Outcome, RunResult, RunState, Trigger, allowed_from
 from hermes_cron.store.base import Advance, NewRun, Request, RunRecord, SchedChange, SchedRow
-from hermes_cron.store.sqlite_db import Database
+from hermes_cron.store.sqlite_db import COUNT, Database
 
 _COLUMNS = (
     "id job trigger scheduled state status claimed_at owner_pid owner_start started_at ended_at "
@@ -120,6 +120,10 @@ class SqliteStore:
                            "ORDER BY id DESC LIMIT 1")
         return found[0] if found else None
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Runs ended by (job, outcome), since the store began (missed slots each counted)."""
+        return {(job, status): n for job, status, n in self.db.query("SELECT job, status, n FROM counts")}
+
     def last_outcomes(self) -> dict[str, tuple[Outcome | None, float | None]]:
         rows = self.db.query(
             "SELECT r.job, r.status, r.ended_at FROM runs r JOIN "
@@ -162,9 +166,12 @@ class SqliteStore:
                 f"WHERE id = ? AND {_states(RunState.DONE)}",
                 (str(r.outcome), r.ended_at, r.started_at, r.exit_code, r.signal, r.reason, r.job_pid, r.job_start,
                  r.output, r.output_bytes, run_id))
-            if cur.rowcount == 0 or not keep:
-                return cur.rowcount > 0, []
+            if cur.rowcount == 0:
+                return False, []
             job = c.execute("SELECT job FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            c.execute(COUNT, (job, str(r.outcome), 1))
+            if not keep:
+                return True, []
             ids = [row[0] for row in c.execute(
                 "SELECT id FROM runs WHERE job = ? AND state = 'done' ORDER BY id DESC LIMIT -1 OFFSET ?", (job, keep))]
             c.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
@@ -249,6 +256,9 @@ class _Tick:
         if not runs:
             return []
         self.c.executemany(_INSERT, [_row(r) for r in runs])
+        done = [(r.job, str(r.outcome), r.missed_count or 1) for r in runs if r.outcome is not None]
+        if done:
+            self.c.executemany(COUNT, done)
         last = int(self.c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()[0])
         return list(range(last - len(runs) + 1, last + 1))
 

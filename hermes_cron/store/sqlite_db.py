@@ -17,10 +17,19 @@ from hermes_cron.errors import FileSystemError, LockBusy, StoreError, file_syste
 from hermes_cron.contract.files import check_private_file, fs_fault, open_dir, open_private
 from hermes_cron.contract.paths import Home
 
-SCHEMA_VERSION = 2  # 2: the supervisor's columns are named for it (were reaper_*)
+SCHEMA_VERSION = 3  # 2: the supervisor's columns are named for it (were reaper_*); 3: counts
+
+# Runs ended, by job and outcome, for ever (history is pruned; counters must not go down).
+SEED_COUNTS = ("INSERT OR REPLACE INTO counts (job, status, n) SELECT job, status, "
+               "SUM(CASE WHEN status = 'missed' THEN COALESCE(missed_count, 1) ELSE 1 END) FROM runs "
+               "WHERE state = 'done' GROUP BY job, status")
+COUNT = ("INSERT INTO counts (job, status, n) VALUES (?, ?, ?) "
+         "ON CONFLICT (job, status) DO UPDATE SET n = n + excluded.n")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS counts (job TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+                                   PRIMARY KEY (job, status)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sched (
     job TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -202,6 +211,8 @@ class Database:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
+                if version < 3:  # the counters start from the history kept so far
+                    c.execute(SEED_COUNTS)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
