@@ -20,8 +20,8 @@ from hermes_cron.contract.cli_types import Seconds
 @cli.command()
 @run_options
 @_home_option
-def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, lease: float | None,
-        log_format: str, log_file: str | None, log_level: str) -> None:
+def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, ping: str | None,
+        lease: float | None, log_format: str, log_file: str | None, log_level: str) -> None:
     """Run the daemon in the foreground."""
     # The daemon never speaks TLS, but asyncio (which structlog imports) loads ssl if it can,
     # and with it OpenSSL: 4 MB of resident memory for nothing. A None entry makes that
@@ -38,10 +38,17 @@ def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, 
     # watchdog signal a process only if its /proc cmdline is this, whole.
     settings = Settings(tick_interval=tick_interval, heartbeat_every=heartbeat_every,
                         max_concurrent=max_concurrent, argv=tuple(cmdline(os.getpid())),
-                        lease=lease if lease is not None else max(30.0, 3 * tick_interval))
+                        lease=lease if lease is not None else max(30.0, 3 * tick_interval),
+                        ping=_ping_url(ping))
     code = Daemon(home, settings, get_logger(), reopen_logs=sink.reopen).run()
     sys.exit(code)
 
+
+
+def _ping_url(url: str | None) -> str | None:
+    from hermes_cron.logic.jobs import check_ping_url
+
+    return check_ping_url(url, "--ping") if url else None
 
 
 def _run_args(opts: dict[str, Any]) -> list[str]:

@@ -106,6 +106,8 @@ def edit(name: str, command: tuple[str, ...], as_json: bool, **opts: Any) -> Non
         changes["timeout"] = None
     if opts.get("no_cwd"):
         changes["cwd"] = None
+    if opts.get("no_ping"):
+        changes["ping"] = None
     if opts["env"]:
         changes["env_set"] = _parse_env(opts["env"])
     if opts["unset_env"]:

@@ -63,6 +63,8 @@ def _job_options(f, for_edit: bool = False):
         click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
         click.option("--jitter", metavar="DURATION", help="Start each run later by a stable per-job offset "
                      "below this (spreads jobs on one schedule; never before the slot)."),
+        click.option("--ping", metavar="URL", help="Dead-man's switch: URL/start when a run starts, URL on "
+                     "success, URL/<exit code> or URL/fail otherwise (Healthchecks.io's conventions)."),
         click.option("--on-lost", type=click.Choice(["record", "rerun"]),
                      help="Shared store: a run whose host died is recorded lost (default), or run again once "
                      "elsewhere (for jobs safe to repeat)."),
@@ -73,6 +75,7 @@ def _job_options(f, for_edit: bool = False):
             click.option("--no-cwd", is_flag=True, help="Use the default working directory."),
             click.option("--unset-env", multiple=True, metavar="K", help="Remove an environment variable."),
             click.option("--no-shell", is_flag=True, help="COMMAND is an argv list."),
+            click.option("--no-ping", is_flag=True, help="Remove the ping URL."),
         ]
     else:
         options.append(click.option("--paused", is_flag=True, help="Add the job paused."))
@@ -125,6 +128,10 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
         from hermes_cron.logic.durations import JITTER
 
         out["jitter"] = parse_duration(opts["jitter"], "jitter", JITTER) if opts["jitter"] not in ("0", "") else 0.0
+    if opts.get("ping") is not None:
+        from hermes_cron.logic.jobs import check_ping_url
+
+        out["ping"] = check_ping_url(opts["ping"], "ping URL")
     if opts.get("on_lost") is not None:
         out["on_lost"] = opts["on_lost"]
     return out
@@ -136,6 +143,7 @@ DAEMON_OPTIONS: list[tuple[str, Any, Any, str | None]] = [
     ("--tick-interval", Seconds(0.1, 3600), 60.0, "Seconds between ticks; ticks fall on multiples of it."),
     ("--heartbeat-every", Count(1, 10_000), 5, "Write the heartbeat every N ticks."),
     ("--max-concurrent", Count(1, 100_000), None, "Most runs at once (default: no limit)."),
+    ("--ping", str, None, "Ping this URL after every successful tick (a dead-man's switch for the daemon)."),
     ("--lease", Seconds(3, 3600), None, "Shared store: a run's lease, renewed every third of it (default: "
      "3 ticks, at least 30 s)."),
     ("--log-format", click.Choice(FORMATS), "auto", None),

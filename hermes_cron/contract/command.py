@@ -12,8 +12,8 @@ from hermes_cron.contract.paths import Home
 
 # The options of `hermes-cron run` that `start`, `restart` and the watchdog pass on, each with
 # a value. The click definitions live with the CLI (cli/options.py); this is their contract.
-RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--lease", "--log-format", "--log-file",
-               "--log-level")
+RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--ping", "--lease", "--log-format",
+               "--log-file", "--log-level")
 STDERR_FILE = "daemon.stderr"
 LOG_FILE = "daemon.log"
 

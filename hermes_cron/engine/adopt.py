@@ -38,6 +38,7 @@ class Watched:
     kill_at: float | None = None
     timed_out: bool = False
     scheduled: float | None = None  # its slot (the fire latency is measured from it)
+    ping: str | None = None  # its job's dead-man's-switch URL (engine/pinger.py)
 
 
 def facts(d: Dispatcher, run: RunRecord, files: RunFiles, now: float) -> Facts:

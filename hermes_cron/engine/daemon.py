@@ -52,6 +52,7 @@ class Settings:
     lock_timeout: float = 5.0
     argv: tuple[str, ...] = ()
     lease: float = 30.0  # shared store: a run's lease (engine/cluster.py)
+    ping: str | None = None  # pinged after every successful counted tick (engine/pinger.py)
 
 
 class Daemon:
@@ -153,6 +154,8 @@ class Daemon:
             self._watch_fds()
             self.health.last_ok_tick = now
             self.health.consecutive_failures = 0
+            if counted and self.settings.ping:
+                self.dispatcher.recorder.pinger.send(self.settings.ping, "tick")
             self.health.lock_wait = None
             self._checkpoint_due += counted  # counted ticks since the last checkpoint
             notify(f"WATCHDOG=1\nSTATUS={self._status_line()}")
@@ -357,6 +360,7 @@ class Daemon:
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log, self.settings.max_concurrent,
                                          nofile=self._nofile, spare=True, system=self.clock)
+            self.dispatcher.recorder.wait_pings = False  # pings go out from their thread; the loop never waits
             self.dispatcher.ready_spare()
         else:
             self.dispatcher.store = self.dispatcher.recorder.store = self.state
@@ -403,6 +407,7 @@ class Daemon:
         try:
             if self.dispatcher is not None:
                 self.dispatcher.close()
+                self.dispatcher.recorder.flush_pings()
             if self.dispatcher is not None and self.state is not None:
                 self.dispatcher.reap_children()
         except Exception as e:  # noqa: BLE001 - shutting down: report and go on releasing

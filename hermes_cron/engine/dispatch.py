@@ -122,7 +122,7 @@ class Dispatcher:
             self._children[pid] = [c.run_id for c in claims]
             for c in claims:
                 self.watched[c.run_id] = Watched(c.run_id, c.job.name, c.job.kill_grace, supervisor=supervisor,
-                                                 scheduled=c.scheduled)
+                                                 scheduled=c.scheduled, ping=c.job.ping)
         return [(c, supervisor) for c in claims]
 
     @property
@@ -219,6 +219,8 @@ class Dispatcher:
                 w = self.watched.get(run_id)
                 if w is not None and w.scheduled is not None:
                     self.fire_latency.observe(max(0.0, at - (w.scheduled - self.offset)))
+                if w is not None and w.ping:
+                    self.recorder.pinger.started(w.ping, self.home.root, run_id)
                 self.log.info("job.started", job=w.job if w else None, run_id=run_id, job_pid=job.pid,
                               started=utc_iso(at))
         for run_id in ended:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from hermes_cron.contract.files import remove_tree
 from hermes_cron.contract.paths import Home
+from hermes_cron.engine.pinger import Pinger
 from hermes_cron.errors import HermesCronError
 from hermes_cron.logic.run import Outcome, RunResult
 from hermes_cron.store.base import RunRecord, Store
@@ -25,6 +26,19 @@ class Recorder:
         self.store = store
         self.log = log
         self.clock = clock
+        self._pinger: Pinger | None = None
+        self.wait_pings = True  # a command waits for its pings before it exits; the daemon doesn't
+
+    def flush_pings(self, timeout: float = 5.0) -> None:
+        """Send what is queued before the process exits (bounded: a dead service can't hold us)."""
+        if self._pinger is not None:
+            self._pinger.flush(timeout)
+
+    @property
+    def pinger(self) -> Pinger:
+        if self._pinger is None:
+            self._pinger = Pinger(self.log)
+        return self._pinger
 
     def files(self, job: str, run_id: int) -> RunFiles:
         return RunFiles(self.home.run_dir(job, run_id))
@@ -49,6 +63,10 @@ class Recorder:
             (self.log.info if result.outcome is Outcome.SUCCEEDED else self.log.warning)("job.finished", **fields)
             if spec is not None and spec.hermes is not None:
                 self._settle_hermes(run, spec.argv, result)
+            if spec is not None and spec.ping:
+                self.pinger.ended(spec.ping, self.home.root, run.id, str(result.outcome), result.exit_code)
+                if self.wait_pings:
+                    self.pinger.flush()
         return changed
 
     def _settle_hermes(self, run: RunRecord, argv: list[str], result: RunResult) -> None:

@@ -45,6 +45,7 @@ class Job:
     keep_runs: int = DEFAULT_KEEP_RUNS
     on_lost: str = "record"
     jitter: float = 0.0  # each slot later by a stable per-job offset below this (logic/schedule.py)
+    ping: str | None = None  # a dead-man's-switch URL (Healthchecks.io conventions): /start, success, /<code>
     anchor: float = 0.0  # interval schedules count their slots from here
     created: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -61,6 +62,8 @@ class Job:
             raise InvalidInput(
                 f"job {self.name!r}: overlap policy {self.overlap!r} is not one of {', '.join(OVERLAP_POLICIES)}"
             )
+        if self.ping is not None:
+            check_ping_url(self.ping, f"job {self.name!r}: ping URL")
         if self.on_lost not in ON_LOST:
             raise InvalidInput(f"job {self.name!r}: on-lost {self.on_lost!r} is not one of {', '.join(ON_LOST)}")
         if self.timeout is not None:
@@ -170,7 +173,7 @@ class Job:
             for key in ("output_cap", "keep_runs"):
                 if key in kw and (isinstance(kw[key], bool) or not isinstance(kw[key], int)):
                     raise TypeError(f"{key} must be a whole number")
-            for key in ("name", "schedule", "tz", "overlap", "cwd", "on_lost"):
+            for key in ("name", "schedule", "tz", "overlap", "cwd", "on_lost", "ping"):
                 if key in kw and kw[key] is not None and not isinstance(kw[key], str):
                     raise TypeError(f"{key} must be a string")
         except (TypeError, ValueError, OverflowError) as e:
@@ -180,6 +183,21 @@ class Job:
 
 
 _STORED_FIELDS = tuple(f for f in Job.__dataclass_fields__ if f != "extra")
+
+
+def check_ping_url(url: str, what: str) -> str:
+    """An http(s) URL with a host, no spaces or control characters, at most 2000 characters."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and len(url) <= 2000 and \
+            not any(c.isspace() or ord(c) < 32 for c in url) and not parts.query and not parts.fragment
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InvalidInput(f"{what} {url[:80]!r} is not an http(s) URL with a host (no query: the run id is added)")
+    return url.rstrip("/")
 
 
 def parse_utc(value: Any) -> float:
