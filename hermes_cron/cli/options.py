@@ -63,6 +63,11 @@ def _job_options(f, for_edit: bool = False):
         click.option("--shell", is_flag=True, default=None, help="COMMAND is one shell string (/bin/sh -c)."),
         click.option("--jitter", metavar="DURATION", help="Start each run later by a stable per-job offset "
                      "below this (spreads jobs on one schedule; never before the slot)."),
+        click.option("--retries", type=Count(0, 100), metavar="N",
+                     help="Attempts more for a scheduled slot whose run failed or timed out (default 0)."),
+        click.option("--retry-delay", metavar="DURATION", help="Before the first retry, doubled for each next "
+                     "one, with up to 10% jitter (default 10s)."),
+        click.option("--retry-max-delay", metavar="DURATION", help="The longest wait between attempts (default 10m)."),
         click.option("--ping", metavar="URL", help="Dead-man's switch: URL/start when a run starts, URL on "
                      "success, URL/<exit code> or URL/fail otherwise (Healthchecks.io's conventions)."),
         click.option("--on-lost", type=click.Choice(["record", "rerun"]),
@@ -128,6 +133,13 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
         from hermes_cron.logic.durations import JITTER
 
         out["jitter"] = parse_duration(opts["jitter"], "jitter", JITTER) if opts["jitter"] not in ("0", "") else 0.0
+    if opts.get("retries") is not None:
+        out["retries"] = opts["retries"]
+    for key in ("retry_delay", "retry_max_delay"):
+        if opts.get(key) is not None:
+            from hermes_cron.logic.jobs import RETRY_DELAY
+
+            out[key] = parse_duration(opts[key], key.replace("_", " "), RETRY_DELAY)
     if opts.get("ping") is not None:
         from hermes_cron.logic.jobs import check_ping_url
 

@@ -9,6 +9,7 @@ through `system` (engine/system.py), so the quick tests drive it with a fake.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 from collections import deque
@@ -24,9 +25,11 @@ from hermes_cron.engine.recorder import Recorder
 from hermes_cron.engine.system import SYSTEM, SpareSupervisor, System
 from hermes_cron.engine.ticker import Claim
 from hermes_cron.logic.histogram import FIRE_LATENCY, Histogram
-from hermes_cron.logic.run import Outcome
+from hermes_cron.errors import HermesCronError
+from hermes_cron.logic.policy import retry_at
+from hermes_cron.logic.run import Outcome, RunResult, Trigger
 from hermes_cron.logic.zones_lite import utc_iso
-from hermes_cron.store.base import Store
+from hermes_cron.store.base import RunRecord, Store
 
 BATCH = 32  # runs per supervisor in a burst: one fork per batch instead of per run
 
@@ -53,6 +56,9 @@ class Dispatcher:
         self.queue: deque[Claim] = deque()
         self.started: list[tuple[int, float, ProcId]] = []  # told by supervisors, not recorded yet
         self.keep_spare = spare and not detach
+        if self.keep_spare:  # the daemon: its loop never waits for a ping, and it retries failed slots
+            self.recorder.wait_pings = False
+            self.recorder.on_recorded = self.retry
         self.spare: SpareSupervisor | None = None
         # Supervisors tell us here when a job starts and when a run ends (engine/supervisor.py),
         # so both are recorded at once. Non-blocking for the writers: a notice that doesn't fit
@@ -107,7 +113,7 @@ class Dispatcher:
 
     def _launch(self, claims: list[Claim]) -> list[tuple[Claim, ProcId | None]]:
         launches = [Launch.of(c.run_id, c.job, c.scheduled, self.home.run_dir(c.job.name, c.run_id),
-                              self.home.root, self._targets(c), self.nofile) for c in claims]
+                              self.home.root, self._targets(c), self.nofile, c.start_at) for c in claims]
         if self.lease is not None:  # shared store: the database's clock, and a lease to honour
             until = time.time() + self.lease * 0.75
             launches = [replace(la, start_at=la.start_at - self.offset if la.start_at is not None else None,
@@ -240,6 +246,34 @@ class Dispatcher:
             return
         self.unwatch(run_id)
         self.recorder.record(run, result)
+
+    def retry(self, run: RunRecord, result: RunResult) -> None:
+        """After a scheduled run failed or timed out: claim the next attempt of its slot, to start
+        after its backoff (logic/policy.py's retry_at), unless no attempt is left, the job's next
+        slot would come first, or (overlap: skip) another run of the job is going on."""
+        spec = run.job_spec
+        if spec is None or not spec.retries or run.trigger is not Trigger.SCHEDULE or self.detach:
+            return
+        now = time.time() + self.offset
+        try:
+            at, why = retry_at(spec, run.attempt, str(result.outcome), now, self.store.next_run(run.job),
+                               random.random())
+            if at is not None and spec.overlap == "skip" and any(w.job == run.job for w in self.watched.values()):
+                at, why = None, "another run of the job is going on (overlap: skip)"
+            if at is None:
+                if why:
+                    self.log.info("job.retry_skipped", job=run.job, run_id=run.id, attempt=run.attempt, reason=why)
+                return
+            run_id = self.store.insert_retry(run.job, str(run.trigger), run.scheduled, run.attempt + 1, now,
+                                             self.owner, run.spec)
+        except HermesCronError as e:
+            self.log.error("job.retry_failed", job=run.job, run_id=run.id, error=str(e))
+            return
+        if run_id is None:
+            return  # that attempt was claimed already
+        self.log.info("job.retry", job=run.job, run_id=run_id, attempt=run.attempt + 1, of_run=run.id,
+                      at=utc_iso(at))
+        self.submit([Claim(run_id, spec, run.scheduled, Trigger.SCHEDULE, start_at=at)])
 
     def pidfds(self) -> list[int]:
         return list(self._fds)

@@ -49,9 +49,11 @@ class Launch:
 
     @classmethod
     def of(cls, run_id: int, job: Job, scheduled: float | None, folder: str, home_root: str,
-           targets: tuple[Target, ...] = (), nofile: tuple[int, int] | None = None) -> Launch:
+           targets: tuple[Target, ...] = (), nofile: tuple[int, int] | None = None,
+           start_at: float | None = None) -> Launch:
         return cls(run_id, job.name, tuple(job.argv), job.env, job.cwd, job.timeout, job.kill_grace,
-                   job.output_cap, scheduled, folder, home_root, targets, nofile, start_at=scheduled,
+                   job.output_cap, scheduled, folder, home_root, targets, nofile,
+                   start_at=start_at if start_at is not None else scheduled,
                    skip_code=SKIP_EXIT if job.hermes is not None else None)
 
     @property

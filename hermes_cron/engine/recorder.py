@@ -28,6 +28,7 @@ class Recorder:
         self.clock = clock
         self._pinger: Pinger | None = None
         self.wait_pings = True  # a command waits for its pings before it exits; the daemon doesn't
+        self.on_recorded: Callable[[RunRecord, RunResult], None] | None = None  # the daemon's retries
 
     def flush_pings(self, timeout: float = 5.0) -> None:
         """Send what is queued before the process exits (bounded: a dead service can't hold us)."""
@@ -67,6 +68,8 @@ class Recorder:
                 self.pinger.ended(spec.ping, self.home.root, run.id, str(result.outcome), result.exit_code)
                 if self.wait_pings:
                     self.pinger.flush()
+            if self.on_recorded is not None:
+                self.on_recorded(run, result)
         return changed
 
     def _settle_hermes(self, run: RunRecord, argv: list[str], result: RunResult) -> None:

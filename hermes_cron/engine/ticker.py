@@ -43,6 +43,7 @@ class Claim:
     scheduled: float | None
     trigger: Trigger
     replaces: tuple[int, ...] = ()
+    start_at: float | None = None  # a retry: not before this (else the slot)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from hermes_cron.logic.zones_lite import utc_iso
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OVERLAP_POLICIES = ("skip", "allow", "replace")
-ON_LOST = ("record", "rerun")  # shared store: a run whose host died is recorded lost, or run again once
+ON_LOST = ("record", "rerun")
+MAX_RETRIES = 100
+RETRY_DELAY = (0.1, 86400.0)  # shared store: a run whose host died is recorded lost, or run again once
 DEFAULT_OUTPUT_CAP = 1024 * 1024
 DEFAULT_MISFIRE_GRACE = 600.0
 DEFAULT_KILL_GRACE = 10.0
@@ -46,6 +48,9 @@ class Job:
     on_lost: str = "record"
     jitter: float = 0.0  # each slot later by a stable per-job offset below this (logic/schedule.py)
     ping: str | None = None  # a dead-man's-switch URL (Healthchecks.io conventions): /start, success, /<code>
+    retries: int = 0  # further attempts of a scheduled slot whose run failed or timed out
+    retry_delay: float = 10.0  # before the first retry; doubled for each next one
+    retry_max_delay: float = 600.0
     anchor: float = 0.0  # interval schedules count their slots from here
     created: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -64,6 +69,10 @@ class Job:
             )
         if self.ping is not None:
             check_ping_url(self.ping, f"job {self.name!r}: ping URL")
+        if not isinstance(self.retries, int) or not 0 <= self.retries <= MAX_RETRIES:
+            raise InvalidInput(f"job {self.name!r}: retries {self.retries!r} is out of range: 0 to {MAX_RETRIES}")
+        check_duration(self.retry_delay, f"job {self.name!r}: retry delay", RETRY_DELAY)
+        check_duration(self.retry_max_delay, f"job {self.name!r}: retry max delay", RETRY_DELAY)
         if self.on_lost not in ON_LOST:
             raise InvalidInput(f"job {self.name!r}: on-lost {self.on_lost!r} is not one of {', '.join(ON_LOST)}")
         if self.timeout is not None:
@@ -162,7 +171,7 @@ class Job:
             for key in ("anchor", "created"):
                 if key in kw:
                     kw[key] = parse_utc(kw[key])
-            for key in ("timeout", "misfire_grace", "kill_grace", "jitter"):
+            for key in ("timeout", "misfire_grace", "kill_grace", "jitter", "retry_delay", "retry_max_delay"):
                 if kw.get(key) is not None:
                     if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)):
                         raise TypeError(f"{key} must be a number of seconds")
@@ -170,7 +179,7 @@ class Job:
             for key in ("shell", "enabled"):
                 if key in kw and not isinstance(kw[key], bool):
                     raise TypeError(f"{key} must be true or false")
-            for key in ("output_cap", "keep_runs"):
+            for key in ("output_cap", "keep_runs", "retries"):
                 if key in kw and (isinstance(kw[key], bool) or not isinstance(kw[key], int)):
                     raise TypeError(f"{key} must be a whole number")
             for key in ("name", "schedule", "tz", "overlap", "cwd", "on_lost", "ping"):

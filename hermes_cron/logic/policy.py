@@ -130,3 +130,20 @@ def _previous(schedule: Schedule, first: float, newest: float) -> float:
         if nxt is None or nxt >= newest:
             return prev
         prev = nxt
+
+
+def retry_at(job, failed_attempt: int, outcome: str, ended: float, next_slot: float | None,
+             rand: float) -> tuple[float | None, str]:
+    """When to start the next attempt of a slot whose attempt `failed_attempt` ended `outcome` at
+    `ended`, and why not if never: exponential backoff from the job's retry delay (doubled per
+    attempt, capped, with up to 10% jitter from `rand` in [0, 1)); only for failed or timed-out
+    runs with attempts left, and never once the job's next slot has come (the schedule wins)."""
+    if job.retries <= 0 or outcome not in ("failed", "timed_out"):
+        return None, ""
+    if failed_attempt > job.retries:
+        return None, f"no retries left ({job.retries})"
+    delay = min(job.retry_max_delay, job.retry_delay * 2 ** (failed_attempt - 1)) * (1.0 + 0.1 * rand)
+    at = ended + delay
+    if next_slot is not None and at >= next_slot:
+        return None, "its next slot comes before the retry would"
+    return at, ""

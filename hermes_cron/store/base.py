@@ -58,6 +58,7 @@ class RunRecord:
     output_bytes: int | None
     replaces: tuple[int, ...]
     spec: str | None
+    attempt: int = 1  # the attempt of its slot: 2 and on are retries (--retries) or re-runs of a lost run
 
     @property
     def open(self) -> bool:
@@ -101,7 +102,7 @@ class RunRecord:
             "signal": self.signal, "missed_count": self.missed_count, "first_missed": utc_iso(self.first_missed),
             "reason": self.reason, "output": self.output, "output_bytes": self.output_bytes,
             "duration_s": None if self.duration is None else round(self.duration, 3),
-            "replaces": list(self.replaces),
+            "replaces": list(self.replaces), "attempt": self.attempt,
         }
 
 
@@ -179,6 +180,9 @@ class Store(Protocol):
     def open_runs(self) -> list[RunRecord]: ...
     def history(self, job: str | None, limit: int, outcomes: tuple[Outcome, ...] = ()) -> list[RunRecord]: ...
     def latest_started(self, job: str) -> RunRecord | None: ...
+    def next_run(self, job: str) -> float | None: ...  # the job's next slot (None: none, or unknown)
+    def insert_retry(self, job: str, trigger: str, scheduled: float | None, attempt: int, claimed_at: float,
+                     owner: ProcId | None, spec: str | None) -> int | None: ...  # None: that attempt exists
     def last_outcomes(self) -> dict[str, tuple[Outcome | None, float | None]]: ...
     def counts(self) -> dict[tuple[str, str], int]: ...  # runs ended by (job, outcome), never pruned
     def hand_over(self, handed: list[tuple[int, ProcId | None]]) -> None: ...

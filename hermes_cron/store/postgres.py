@@ -25,7 +25,7 @@ from hermes_cron.store.pg_db import PgDatabase
 _COLUMNS = (
     "id job trigger scheduled state status claimed_at owner_pid owner_start started_at ended_at "
     "supervisor_pid supervisor_start job_pid job_start exit_code signal missed_count first_missed reason "
-    "output output_bytes replaces spec"
+    "output output_bytes replaces spec attempt"
 ).split()
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM hc_runs"
 _OPEN = "state <> 'done'"
@@ -124,6 +124,21 @@ class PgStore:
             where += " AND status = ANY(%s)"
             params = (*params, [str(o) for o in outcomes])
         return self._runs(where, (*params, limit if limit > 0 else None), "ORDER BY id DESC LIMIT %s")
+
+    def next_run(self, job: str) -> float | None:
+        r = self.db.query("SELECT next_run FROM hc_sched WHERE job = %s AND enabled", (job,))
+        return r[0][0] if r else None
+
+    def insert_retry(self, job: str, trigger: str, scheduled: float | None, attempt: int, claimed_at: float,
+                     owner: ProcId | None, spec: str | None) -> int | None:
+        """A further attempt of a run's slot, claimed by this node (at most one per attempt)."""
+        rows = self.db.query(
+            "INSERT INTO hc_runs (job, trigger, scheduled, attempt, state, claimed_at, owner_pid, owner_start, node, "
+            f"epoch, lease_until, spec, reason) VALUES (%s, %s, %s, %s, 'claimed', %s, %s, %s, %s, %s, {_NOW} + %s, "
+            "%s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            (job, trigger, scheduled, attempt, claimed_at, owner.pid if owner else None,
+             owner.start if owner else None, self.node, self.epoch, self.lease, spec, f"attempt {attempt} of its slot"))
+        return int(rows[0][0]) if rows else None
 
     def latest_started(self, job: str) -> RunRecord | None:
         found = self._runs(f"job = %s AND state <> 'claimed' AND (status IS NULL OR {_RAN})", (job,),

@@ -22,7 +22,7 @@ from hermes_cron.store.sqlite_db import COUNT, Database
 _COLUMNS = (
     "id job trigger scheduled state status claimed_at owner_pid owner_start started_at ended_at "
     "supervisor_pid supervisor_start job_pid job_start exit_code signal missed_count first_missed reason "
-    "output output_bytes replaces spec"
+    "output output_bytes replaces spec attempt"
 ).split()
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM runs"
 _INSERT = ("INSERT INTO runs (job, trigger, scheduled, state, status, claimed_at, ended_at, owner_pid, owner_start, "
@@ -113,6 +113,23 @@ class SqliteStore:
             where += f" AND status IN ({', '.join('?' * len(outcomes))})"
             params = (*params, *(str(o) for o in outcomes))
         return self._runs(where, (*params, limit if limit > 0 else -1), "ORDER BY id DESC LIMIT ?")
+
+    def next_run(self, job: str) -> float | None:
+        r = self.db.query("SELECT next_run FROM sched WHERE job = ? AND enabled = 1", (job,))
+        return r[0][0] if r else None
+
+    def insert_retry(self, job: str, trigger: str, scheduled: float | None, attempt: int, claimed_at: float,
+                     owner: ProcId | None, spec: str | None) -> int | None:
+        """A further attempt of a run's slot, claimed now (at most one per attempt)."""
+        with self.db.transaction() as c:
+            if c.execute("SELECT 1 FROM runs WHERE job = ? AND scheduled IS ? AND attempt = ?",
+                         (job, scheduled, attempt)).fetchone():
+                return None
+            cur = c.execute("INSERT INTO runs (job, trigger, scheduled, attempt, state, claimed_at, owner_pid, "
+                            "owner_start, spec, reason) VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?, ?)",
+                            (job, trigger, scheduled, attempt, claimed_at, owner.pid if owner else None,
+                             owner.start if owner else None, spec, f"attempt {attempt} of its slot"))
+            return int(cur.lastrowid)
 
     def latest_started(self, job: str) -> RunRecord | None:
         """The job's newest run that got as far as its supervisor (so it may have output)."""

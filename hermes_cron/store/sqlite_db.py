@@ -17,7 +17,7 @@ from hermes_cron.errors import FileSystemError, LockBusy, StoreError, file_syste
 from hermes_cron.contract.files import check_private_file, fs_fault, open_dir, open_private
 from hermes_cron.contract.paths import Home
 
-SCHEMA_VERSION = 3  # 2: the supervisor's columns are named for it (were reaper_*); 3: counts
+SCHEMA_VERSION = 3  # 2: the supervisor's columns are named for it (were reaper_*); 3: counts, attempts
 
 # Runs ended, by job and outcome, for ever (history is pruned; counters must not go down).
 SEED_COUNTS = ("INSERT OR REPLACE INTO counts (job, status, n) SELECT job, status, "
@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS runs (
     output TEXT,
     output_bytes INTEGER,
     replaces TEXT,
-    spec TEXT
+    spec TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(state) WHERE state != 'done';
@@ -211,7 +212,9 @@ class Database:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
-                if version < 3:  # the counters start from the history kept so far
+                if version < 3:  # attempts of a slot; the counters start from the history kept so far
+                    if "attempt" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
+                        c.execute("ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
                     c.execute(SEED_COUNTS)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
