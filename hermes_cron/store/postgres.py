@@ -18,33 +18,15 @@ from typing import Iterator
 
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId
-from hermes_cron.logic.run import Outcome, RunResult, RunState, Trigger, allowed_from
+from hermes_cron.logic.run import Outcome, RunResult, RunState
+from hermes_cron.store.rows import COLUMNS, RAN, record, states
 from hermes_cron.store.base import Advance, NewRun, Request, RunRecord, SchedChange, SchedRow
 from hermes_cron.store.pg_db import PgDatabase
 
-_COLUMNS = (
-    "id job trigger scheduled state status claimed_at owner_pid owner_start started_at ended_at "
-    "supervisor_pid supervisor_start job_pid job_start exit_code signal missed_count first_missed reason "
-    "output output_bytes replaces spec attempt"
-).split()
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM hc_runs"
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM hc_runs"
 _OPEN = "state <> 'done'"
-_RAN = "status NOT IN ('skipped', 'missed')"
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 OUTPUT_COPY = 64 * 1024  # the capped copy of a run's output kept in the database for `logs` anywhere
-
-
-def _record(row: tuple) -> RunRecord:
-    d = dict(zip(_COLUMNS, row))
-    d["trigger"] = Trigger(d["trigger"])
-    d["state"] = RunState(d["state"])
-    d["outcome"] = Outcome(d.pop("status")) if d["status"] is not None else d.pop("status")
-    d["replaces"] = tuple(json.loads(d["replaces"])) if d["replaces"] else ()
-    return RunRecord(**d)
-
-
-def _states(to: RunState) -> str:
-    return "state IN (" + ", ".join(f"'{s}'" for s in allowed_from(to)) + ")"
 
 
 class PgStore:
@@ -106,7 +88,7 @@ class PgStore:
     # runs: reading ----------------------------------------------------------------------
 
     def _runs(self, where: str, params: tuple = (), tail: str = "") -> list[RunRecord]:
-        return [_record(r) for r in self.db.query(f"{_SELECT} WHERE {where} {tail}", params)]
+        return [record(r) for r in self.db.query(f"{_SELECT} WHERE {where} {tail}", params)]
 
     def run(self, run_id: int) -> RunRecord | None:
         found = self._runs("id = %s", (run_id,))
@@ -141,7 +123,7 @@ class PgStore:
         return int(rows[0][0]) if rows else None
 
     def latest_started(self, job: str) -> RunRecord | None:
-        found = self._runs(f"job = %s AND state <> 'claimed' AND (status IS NULL OR {_RAN})", (job,),
+        found = self._runs(f"job = %s AND state <> 'claimed' AND (status IS NULL OR {RAN})", (job,),
                            "ORDER BY id DESC LIMIT 1")
         return found[0] if found else None
 
@@ -151,7 +133,7 @@ class PgStore:
     def last_outcomes(self) -> dict[str, tuple[Outcome | None, float | None]]:
         rows = self.db.query(
             "SELECT DISTINCT ON (job) job, status, ended_at FROM hc_runs "
-            f"WHERE state = 'done' AND {_RAN} ORDER BY job, id DESC")
+            f"WHERE state = 'done' AND {RAN} ORDER BY job, id DESC")
         return {job: (Outcome(status) if status else None, ended) for job, status, ended in rows}
 
     def output_copy(self, run_id: int) -> tuple[str | None, str | None]:
@@ -166,7 +148,7 @@ class PgStore:
         with self.db.transaction() as cur:
             for run_id, p in handed:
                 cur.execute(f"UPDATE hc_runs SET state = 'handed', supervisor_pid = %s, supervisor_start = %s "
-                            f"WHERE id = %s AND {_states(RunState.HANDED)} AND {mine}",
+                            f"WHERE id = %s AND {states(RunState.HANDED)} AND {mine}",
                             (p.pid if p else None, p.start if p else None, run_id, *params))
 
     def mark_started(self, started: list[tuple[int, float, ProcId | None]]) -> None:
@@ -174,7 +156,7 @@ class PgStore:
         with self.db.transaction() as cur:
             for run_id, at, p in started:
                 cur.execute(f"UPDATE hc_runs SET state = 'running', started_at = %s, job_pid = %s, job_start = %s "
-                            f"WHERE id = %s AND {_states(RunState.RUNNING)} AND {mine}",
+                            f"WHERE id = %s AND {states(RunState.RUNNING)} AND {mine}",
                             (at, p.pid if p else None, p.start if p else None, run_id, *params))
 
     def take_over(self, run: RunRecord, owner: ProcId) -> bool:
@@ -198,7 +180,7 @@ class PgStore:
                 "UPDATE hc_runs SET state = 'done', status = %s, ended_at = %s, started_at = COALESCE(%s, started_at), "
                 "exit_code = %s, signal = %s, reason = %s, job_pid = COALESCE(%s, job_pid), "
                 "job_start = COALESCE(%s, job_start), output = %s, output_bytes = %s, output_copy = %s "
-                f"WHERE id = %s AND {_states(RunState.DONE)} AND {mine} RETURNING job",
+                f"WHERE id = %s AND {states(RunState.DONE)} AND {mine} RETURNING job",
                 (str(r.outcome), r.ended_at, r.started_at, r.exit_code, r.signal, r.reason, r.job_pid, r.job_start,
                  r.output, r.output_bytes, copy, run_id, *params))
             found = cur.fetchone()

@@ -15,34 +15,15 @@ from typing import Iterator
 
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId
-from hermes_cron.logic.run import Outcome, RunResult, RunState, Trigger, allowed_from
+from hermes_cron.logic.run import Outcome, RunResult, RunState
+from hermes_cron.store.rows import COLUMNS, RAN, record, states
 from hermes_cron.store.base import Advance, NewRun, Request, RunRecord, SchedChange, SchedRow
 from hermes_cron.store.sqlite_db import COUNT, Database
 
-_COLUMNS = (
-    "id job trigger scheduled state status claimed_at owner_pid owner_start started_at ended_at "
-    "supervisor_pid supervisor_start job_pid job_start exit_code signal missed_count first_missed reason "
-    "output output_bytes replaces spec attempt"
-).split()
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
 _INSERT = ("INSERT INTO runs (job, trigger, scheduled, state, status, claimed_at, ended_at, owner_pid, owner_start, "
            "replaces, spec, missed_count, first_missed, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _OPEN = "state != 'done'"
-_RAN = "status NOT IN ('skipped', 'missed')"
-
-
-def _record(row: tuple) -> RunRecord:
-    d = dict(zip(_COLUMNS, row))
-    d["trigger"] = Trigger(d["trigger"])
-    d["state"] = RunState(d["state"])
-    d["outcome"] = Outcome(d.pop("status")) if d["status"] is not None else d.pop("status")
-    d["replaces"] = tuple(json.loads(d["replaces"])) if d["replaces"] else ()
-    return RunRecord(**d)
-
-
-def _states(to: RunState) -> str:
-    """The SQL condition that a run may move to `to` (logic/run.py's table)."""
-    return "state IN (" + ", ".join(f"'{s}'" for s in allowed_from(to)) + ")"
 
 
 def _row(run: NewRun) -> tuple:
@@ -96,7 +77,7 @@ class SqliteStore:
     # runs: reading ----------------------------------------------------------------------
 
     def _runs(self, where: str, params: tuple = (), tail: str = "") -> list[RunRecord]:
-        return [_record(r) for r in self.db.query(f"{_SELECT} WHERE {where} {tail}", params)]
+        return [record(r) for r in self.db.query(f"{_SELECT} WHERE {where} {tail}", params)]
 
     def run(self, run_id: int) -> RunRecord | None:
         found = self._runs("id = ?", (run_id,))
@@ -133,7 +114,7 @@ class SqliteStore:
 
     def latest_started(self, job: str) -> RunRecord | None:
         """The job's newest run that got as far as its supervisor (so it may have output)."""
-        found = self._runs(f"job = ? AND state != 'claimed' AND (status IS NULL OR {_RAN})", (job,),
+        found = self._runs(f"job = ? AND state != 'claimed' AND (status IS NULL OR {RAN})", (job,),
                            "ORDER BY id DESC LIMIT 1")
         return found[0] if found else None
 
@@ -144,7 +125,7 @@ class SqliteStore:
     def last_outcomes(self) -> dict[str, tuple[Outcome | None, float | None]]:
         rows = self.db.query(
             "SELECT r.job, r.status, r.ended_at FROM runs r JOIN "
-            f"(SELECT job, MAX(id) AS id FROM runs WHERE state = 'done' AND {_RAN} GROUP BY job) m ON r.id = m.id")
+            f"(SELECT job, MAX(id) AS id FROM runs WHERE state = 'done' AND {RAN} GROUP BY job) m ON r.id = m.id")
         return {job: (Outcome(status) if status else None, ended) for job, status, ended in rows}
 
     # runs: their life (every change is conditioned on logic/run.py's transitions) -------
@@ -153,14 +134,14 @@ class SqliteStore:
         """CLAIMED -> HANDED: the runs were given to these supervisors (None: one not known)."""
         with self.db.transaction() as c:
             c.executemany(f"UPDATE runs SET state = 'handed', supervisor_pid = ?, supervisor_start = ? "
-                          f"WHERE id = ? AND {_states(RunState.HANDED)}",
+                          f"WHERE id = ? AND {states(RunState.HANDED)}",
                           [(p.pid if p else None, p.start if p else None, run_id) for run_id, p in handed])
 
     def mark_started(self, started: list[tuple[int, float, ProcId | None]]) -> None:
         """-> RUNNING, as the supervisor reported: when the job really started, and its pid."""
         with self.db.transaction() as c:
             c.executemany(f"UPDATE runs SET state = 'running', started_at = ?, job_pid = ?, job_start = ? "
-                          f"WHERE id = ? AND {_states(RunState.RUNNING)}",
+                          f"WHERE id = ? AND {states(RunState.RUNNING)}",
                           [(at, p.pid if p else None, p.start if p else None, run_id) for run_id, at, p in started])
 
     def take_over(self, run: RunRecord, owner: ProcId) -> bool:
@@ -180,7 +161,7 @@ class SqliteStore:
                 "UPDATE runs SET state = 'done', status = ?, ended_at = ?, started_at = COALESCE(?, started_at), "
                 "exit_code = ?, signal = ?, reason = ?, job_pid = COALESCE(?, job_pid), "
                 "job_start = COALESCE(?, job_start), output = ?, output_bytes = ? "
-                f"WHERE id = ? AND {_states(RunState.DONE)}",
+                f"WHERE id = ? AND {states(RunState.DONE)}",
                 (str(r.outcome), r.ended_at, r.started_at, r.exit_code, r.signal, r.reason, r.job_pid, r.job_start,
                  r.output, r.output_bytes, run_id))
             if cur.rowcount == 0:
