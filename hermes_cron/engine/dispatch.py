@@ -9,7 +9,6 @@ through `system` (engine/system.py), so the quick tests drive it with a fake.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import time
 from collections import deque
@@ -254,6 +253,8 @@ class Dispatcher:
         spec = run.job_spec
         if spec is None or not spec.retries or run.trigger is not Trigger.SCHEDULE or self.detach:
             return
+        import random
+
         now = time.time() + self.offset
         try:
             at, why = retry_at(spec, run.attempt, str(result.outcome), now, self.store.next_run(run.job),

@@ -11,8 +11,10 @@ the store's one tick transaction), then hand the claims over, record and settle 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from hermes_cron import faults
 from hermes_cron.contract.locks import FileLock
@@ -27,7 +29,6 @@ from hermes_cron.logic.run import Outcome, RunState, Trigger
 from hermes_cron.store import definitions
 from hermes_cron.store.base import Advance, NewRun, Store, TickTransaction
 from hermes_cron.store.jobstore import Definitions
-from hermes_cron.store.hermes_source import HermesView, Scheduled, merge
 
 TICK_LOCK_TIMEOUT = 5.0
 _UNSCHEDULABLE = (InvalidInput, ValueError, OverflowError)
@@ -88,8 +89,8 @@ class Scheduler:
         self._native: Definitions | None = None  # hermes-cron-jobs.json as last read
         self._defs: Definitions | None = None  # with Hermes's jobs, while they are handed over
         self._defs_key: tuple | None = None
-        self.hermes = Scheduled(home)
-        self._hermes_view: HermesView | None = None
+        self.hermes: Any = None  # store/hermes_source.Scheduled, loaded only where Hermes lives
+        self._hermes_view: Any = None  # store/hermes_source.HermesView
         self._answered: dict[str, str] = {}  # Hermes job -> the next_run_at last acted on
         self._reconciled: Definitions | None = None
         self._diff: set[str] = set()  # changed_jobs(_reconciled, _diff_for), worked out ahead
@@ -104,10 +105,20 @@ class Scheduler:
         sig = definitions.signature(self.home, db)
         if self._native is None or self._native.sig != sig:
             self._native = definitions.load(self.home, db)
-        token, view = self.hermes.current()
+        token, view = "", None
+        if os.path.lexists(self.home.legacy_jobs) or os.path.lexists(self.home.hermes_record):
+            from hermes_cron.store.hermes_source import Scheduled
+
+            self.hermes = self.hermes or Scheduled(self.home)
+            token, view = self.hermes.current()
         self._hermes_view = view
         if self._defs is None or self._defs_key != (self._native, token):
-            self._defs = merge(self._native, token, view)
+            if view is None:
+                self._defs = self._native  # (merge() would give the same jobs and signature)
+            else:
+                from hermes_cron.store.hermes_source import merge
+
+                self._defs = merge(self._native, token, view)
             self._defs_key = (self._native, token)
         return self._defs
 
