@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -146,7 +147,7 @@ def enable(home: Home, python: str | None = None, timeout: float | None = None) 
     said.append(f"installed the provider plugin in {hs.plugin_dir(home)} (version {hermes_plugin.PLUGIN_VERSION})")
     data = after.encode()
     record["config_after_sha256"] = hashlib.sha256(data).hexdigest()
-    atomic_write(hs.record_path(home), (__import__("json").dumps(record, indent=2) + "\n").encode())
+    atomic_write(hs.record_path(home), (json.dumps(record, indent=2) + "\n").encode())
     if data != (before or b""):
         mode = stat.S_IMODE(os.stat(path).st_mode) if before is not None else 0o600
         _write_config(path, data, mode)

@@ -209,7 +209,7 @@ def history_row(r, with_job: bool = False) -> str:
     job = f"{clip(r.job, 16):<16} " if with_job else ""
     line = f"{r.id:>6}  {job}{scheduled:<25} {started:<25} {duration:>9}  {run_status(r):<22}"
     reason = " ".join((r.reason or "").split())
-    if getattr(r, "attempt", 1) > 1 and "attempt" not in reason:
+    if getattr(r, "attempt", 1) > 1 and "attempt" not in reason:  # (a record from before attempts: 1)
         reason = f"attempt {r.attempt}" + (f": {reason}" if reason else "")
     return (line + "  " + clip(reason, 90)).rstrip() if reason else line.rstrip()
 

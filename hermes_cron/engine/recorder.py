@@ -15,6 +15,7 @@ from hermes_cron.contract.files import remove_tree
 from hermes_cron.contract.paths import Home
 from hermes_cron.engine.pinger import Pinger
 from hermes_cron.errors import HermesCronError
+from hermes_cron.logic.hermes import settle_argv
 from hermes_cron.logic.run import Outcome, RunResult
 from hermes_cron.store.base import RunRecord, Store
 from hermes_cron.store.runfiles import RUN_DEPTH, RunFiles
@@ -79,11 +80,12 @@ class Recorder:
         closed them itself makes it a no-op."""
         pid = result.job_pid or run.job_pid
         cut_short = result.outcome in (Outcome.TIMED_OUT, Outcome.INTERRUPTED) or result.signal is not None
-        if not cut_short or not pid or len(argv) < 6 or argv[3] != "fire":
+        settle = settle_argv(argv, pid, f"hermes-cron run {run.id}: {result.reason or result.outcome}") \
+            if cut_short and pid else None
+        if settle is None:
             return
-        reason = f"hermes-cron run {run.id}: {result.reason or result.outcome}"
         try:
-            subprocess.Popen([*argv[:3], "settle", argv[4], argv[5], str(pid), reason[:500]],
+            subprocess.Popen(settle,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True, close_fds=True)
         except OSError as e:

@@ -26,6 +26,7 @@ from hermes_cron.contract.procinfo import ProcId, start_ticks
 from hermes_cron.engine.launch import Launch
 from hermes_cron.engine.stopping import group_alive, killpg, stop_target
 from hermes_cron.errors import HomeError
+from hermes_cron.logic.hermes import RUNNER_SAYS
 from hermes_cron.logic.run import Outcome, RunResult
 from hermes_cron.store.runfiles import JOB_PID, LEASE, OUTPUT, RESULT, STOP, RunFiles, supervisor_token
 
@@ -391,8 +392,8 @@ def runner_said(tail: bytes) -> str | None:
     """The last "hermes-cron: ..." line a Hermes job's runner wrote (logic/hermes.py), without
     the prefix: why it skipped, or how Hermes recorded a failure."""
     for line in reversed(tail.decode(errors="replace").splitlines()):
-        if line.startswith("hermes-cron: "):
-            return line.removeprefix("hermes-cron: ").strip()[:500]
+        if line.startswith(RUNNER_SAYS):
+            return line.removeprefix(RUNNER_SAYS).strip()[:500]
     return None
 
 

@@ -32,7 +32,7 @@ PREFIX = "hermes."  # our name of the Hermes job with id X is `hermes.X`; native
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,56}$")
 MIN_GRACE, MAX_GRACE, ONESHOT_GRACE = 120.0, 7200.0, 120.0
 SKIP_EXIT = 75  # the runner's exit status for "not fired: another ticker has it" (EX_TEMPFAIL)
-SKIP_LINE = "hermes-cron: skipped: "  # how the runner's last line of output says why
+RUNNER_SAYS = "hermes-cron: "  # how the runner's lines for us begin ("skipped: why", or Hermes's failure)
 EXPECT_ENV = "HERMES_CRON_HERMES_NEXT_RUN"  # Hermes's next_run_at when the slot was claimed
 NOT_SCHEDULED = ("completed", "error")
 
@@ -58,8 +58,14 @@ class Runner:
         # -I: isolated, so neither the working folder nor PYTHON* variables steer the imports.
         return (self.python, "-I", self.script, "fire", self.home, job_id)
 
-    def settle_argv(self, job_id: str, pid: int, reason: str) -> list[str]:
-        return [self.python, "-I", self.script, "settle", self.home, job_id, str(pid), reason[:500]]
+
+
+def settle_argv(fire_argv: list[str], pid: int, reason: str) -> list[str] | None:
+    """The runner's `settle` command for a run started with `fire_argv` (Runner.argv's shape), or
+    None if that isn't a runner's command line."""
+    if len(fire_argv) < 6 or fire_argv[3] != "fire":
+        return None
+    return [*fire_argv[:3], "settle", fire_argv[4], fire_argv[5], str(pid), reason[:500]]
 
 
 def cron_text(expr: str) -> str:
@@ -198,8 +204,3 @@ def requested(hj: HermesJob, now: float, last_slot: float | None, next_slot: flo
     if last_slot is not None and t <= last_slot + 1.0:
         return False
     return next_slot is None or next_slot > now + 1.0
-
-
-def parse_instant(value: Any, zone: str) -> float | None:
-    return _instant(value, zone)
-

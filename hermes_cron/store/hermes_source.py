@@ -167,7 +167,6 @@ class HermesView:
     sig: Signature = MISSING
     jobs: dict[str, HermesJob] = field(default_factory=dict)  # by our name
     error: str | None = None  # why the current file can't be read (the jobs are the last good reading)
-    hermes_format: bool = False
 
     def schedulable(self) -> dict[str, Job]:
         return {name: hj.job for name, hj in self.jobs.items() if hj.job is not None}
@@ -222,9 +221,9 @@ class HermesSource:
                 raise ValueError(f"larger than {MAX_JOBS_FILE >> 20} MiB")
             jobs = parse_jobs(data, zone_name, runner)
         except (ValueError, HermesCronError) as e:
-            self.view = HermesView(sig, self.view.jobs, f"{path}: {e}", self.view.hermes_format)
+            self.view = HermesView(sig, self.view.jobs, f"{path}: {e}")
             return self.view
-        self.view = HermesView(sig, jobs, None, True)
+        self.view = HermesView(sig, jobs, None)
         return self.view
 
 

@@ -40,7 +40,6 @@ class PgStore:
         self.node = node
         self.epoch = epoch
         self.lease = lease
-        self.path = home.store
 
     def close(self) -> None:
         self.db.close()
