@@ -235,7 +235,7 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
         else None
     _store_facts(home, report, now)
     report["hermes"] = None
-    if os.path.lexists(home.legacy_jobs) or os.path.lexists(home.hermes_record):
+    if home.hermes_here:
         from hermes_cron.app.hermes_view import hermes_report  # only where Hermes lives: status stays fast
 
         h = hermes_report(home, now)

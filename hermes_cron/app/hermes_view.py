@@ -23,7 +23,7 @@ HERMES_EDITS = {"edit": "hermes cron edit {id} ...", "remove": "hermes cron remo
 
 def listing(home: Home) -> tuple[hs.Handover | None, hs.HermesView]:
     """The hand-over's state and Hermes's jobs as read now (whoever ticks them)."""
-    if not os.path.lexists(home.legacy_jobs) and not os.path.lexists(hs.record_path(home)):
+    if not home.hermes_here:
         return None, hs.HermesView()
     config = hs.read_config(home)
     h = hs.handover(home, config=config)

@@ -82,6 +82,12 @@ class Home:
         return self._in("hermes-cron-hermes.json")
 
     @property
+    def hermes_here(self) -> bool:
+        """Cheap (two lstat): does the Hermes agent keep jobs here, or did we take its ticker over?
+        Where neither, nothing of Hermes's is read or even imported."""
+        return os.path.lexists(self.legacy_jobs) or os.path.lexists(self.hermes_record)
+
+    @property
     def state(self) -> str:
         return self._in("state.db")
 

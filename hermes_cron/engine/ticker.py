@@ -11,7 +11,6 @@ the store's one tick transaction), then hand the claims over, record and settle 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +105,7 @@ class Scheduler:
         if self._native is None or self._native.sig != sig:
             self._native = definitions.load(self.home, db)
         token, view = "", None
-        if os.path.lexists(self.home.legacy_jobs) or os.path.lexists(self.home.hermes_record):
+        if self.home.hermes_here:
             from hermes_cron.store.hermes_source import Scheduled
 
             self.hermes = self.hermes or Scheduled(self.home)

@@ -255,7 +255,7 @@ class Scheduled:
             # A shared store's schedule is every host's: Hermes's jobs belong to the one host whose
             # Hermes home holds them, and are served by a daemon of that home on the local store.
             return "", None
-        if not os.path.lexists(self.home.legacy_jobs) and not os.path.lexists(record_path(self.home)):
+        if not self.home.hermes_here:
             self.handover = None  # no Hermes here: two stats a tick, nothing read
             return "", None
         config = read_config(self.home)
