@@ -7,8 +7,9 @@ read-modify-write under a lock.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from hermes_cron.contract.paths import Home
 from hermes_cron.errors import JobNotFound
@@ -33,14 +34,14 @@ class PgSig:
 def signature(home: Home, db=None):
     if home.store is None:
         return jobstore.signature(home.jobs)
-    return PgSig(int(_db(home, db).query("SELECT value FROM hc_meta WHERE key = 'defs_version'")[0][0]))
+    with _connection(home, db) as d:
+        return PgSig(int(d.query("SELECT value FROM hc_meta WHERE key = 'defs_version'")[0][0]))
 
 
 def load(home: Home, db=None) -> Definitions:
     if home.store is None:
         return jobstore.load(home)
-    d = _db(home, db)
-    with d.transaction() as cur:  # the rows and their version, read together
+    with _connection(home, db) as d, d.transaction() as cur:  # the rows and their version, read together
         cur.execute("SELECT value FROM hc_meta WHERE key = 'defs_version'")
         version = int(cur.fetchone()[0])
         cur.execute("SELECT entry FROM hc_jobs ORDER BY name")
@@ -98,41 +99,16 @@ def notify(d) -> None:
     d.execute("SELECT pg_notify('hermes_cron', 'defs')")
 
 
-def _db(home: Home, db):
+@contextmanager
+def _connection(home: Home, db) -> Iterator:
+    """The caller's connection (the daemon's, kept), or one opened for this call and closed."""
     if db is not None:
-        return db
+        yield db
+        return
     from hermes_cron.store.pg_db import PgDatabase
 
-    return _Closing(PgDatabase(home.store))
-
-
-class _Closing:
-    """A connection opened for one call, closed after it (load and signature from a command)."""
-
-    def __init__(self, db):
-        self.db = db
-
-    def query(self, *a):
-        try:
-            return self.db.query(*a)
-        finally:
-            self.db.close()
-
-    def transaction(self):
-        from contextlib import contextmanager
-
-        @contextmanager
-        def run():
-            try:
-                with self.db.transaction() as cur:
-                    yield cur
-            finally:
-                self.db.close()
-
-        return run()
-
-    def execute(self, *a):
-        return self.db.execute(*a)
-
-    def close(self):
-        self.db.close()
+    opened = PgDatabase(home.store or "")
+    try:
+        yield opened
+    finally:
+        opened.close()
