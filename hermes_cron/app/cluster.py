@@ -12,6 +12,7 @@ from hermes_cron.errors import DaemonError, InvalidInput, JobExists
 from hermes_cron.store import jobstore
 from hermes_cron.store.pg_db import PgDatabase
 from hermes_cron.store.pg_nodes import node_name
+from hermes_cron.store.postgres import fp_in
 from hermes_cron.store.sqlite import SqliteStore
 
 IMPORTED = ".imported"  # the local job file's new name once copied: kept, never run twice
@@ -56,7 +57,7 @@ def import_home(home: Home) -> tuple[int, int]:
                 if row is not None and row.fingerprint == job.fingerprint:
                     cur.execute("INSERT INTO hc_sched (job, fingerprint, enabled, kind, next_run, last_slot, done) "
                                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (job) DO NOTHING",
-                                (name, row.fingerprint.replace("\0", "\x1f"), row.enabled, row.kind, row.next_run,
+                                (name, fp_in(row.fingerprint), row.enabled, row.kind, row.next_run,
                                  row.last_slot, row.done))
             for r in runs:
                 cur.execute(

@@ -214,21 +214,22 @@ class Daemon:
             self.log.warning("clock.stepped_back", by_s=round(self._next_tick - now - self.settings.tick_interval, 3))
             self._next_tick = boundary_after(now, self.settings.tick_interval)
         next_due, due_count = None, 0
+        offset = self.cluster.offset if self.cluster is not None else 0.0  # the store's clock minus ours
         if self.state is not None:
             try:
-                next_due = self.state.next_due()
+                stored = self.state.next_due()
+                next_due = stored - offset if stored is not None else None  # on our clock from here on
                 if next_due is not None and self.health.lock_wait is not None:
                     next_due = max(next_due, self._lock_retry_at)  # not before the retry
                 if next_due is not None and next_due <= self._next_tick:
-                    due_count = self.state.due_count(next_due)
+                    due_count = self.state.due_count(next_due + offset)
             except HermesCronError:
                 pass
         deadline = self.dispatcher.next_deadline() if self.dispatcher is not None else None
         renew = self.cluster.wake_at(bool(self.dispatcher and self.dispatcher.watched)) if self.cluster else None
         if renew is not None:
             deadline = min(deadline, renew) if deadline is not None else renew
-        wake = next_wake(self._next_tick, next_due - self.cluster.offset if next_due is not None and self.cluster
-                         else next_due, due_count, deadline)
+        wake = next_wake(self._next_tick, next_due, due_count, deadline)
         self._target = wake.target
         while not self.flags.any:
             now = self.clock.time()

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 
 from hermes_cron.contract.paths import Home
+from hermes_cron.store.postgres import COUNT
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 
@@ -89,8 +90,7 @@ def settle_expired(db, node: str, epoch: int, lease: float) -> list[Lost]:
                         (f"its host ({owner}) stopped renewing its lease: dead, frozen or cut off from the store; "
                          + ("run again once (--on-lost rerun)" if rerun else "not run again (at most once)"), run_id))
             cur.execute("UPDATE hc_nodes SET fenced = true WHERE name = %s AND epoch = %s", (owner, owner_epoch))
-            cur.execute("INSERT INTO hc_counts (job, status, n) VALUES (%s, 'lost', 1) ON CONFLICT (job, status) "
-                        "DO UPDATE SET n = hc_counts.n + 1", (job,))
+            cur.execute(COUNT, (job, "lost", 1))
             rerun_id = None
             if rerun:
                 cur.execute(
@@ -115,14 +115,16 @@ def _on_lost(spec: str | None) -> str:
 
 def nodes(db) -> list[dict]:
     rows = db.query(
-        f"SELECT n.name, n.host, n.pid, n.version, n.epoch, n.started_at, n.heartbeat, n.lease_s + n.tick_s, n.fenced, "
+        f"SELECT n.name, n.host, n.pid, n.version, n.epoch, n.heartbeat, n.lease_s, n.tick_s, n.fenced, "
         f"n.offset_s, {_NOW}, (SELECT COUNT(*) FROM hc_runs r WHERE r.node = n.name AND r.epoch = n.epoch "
-        "AND r.state <> 'done'), n.tick_s FROM hc_nodes n ORDER BY n.name")
+        "AND r.state <> 'done') FROM hc_nodes n ORDER BY n.name")
     out = []
-    for name, host, pid, version, epoch, started, beat, lease, fenced, offset, now, held, tick in rows:
+    for name, host, pid, version, epoch, beat, lease, tick, fenced, offset, now, held in rows:
         age = now - beat if beat is not None else None
+        # an idle node renews its heartbeat at its ticks only (engine/cluster.py's wake_at)
+        healthy = not fenced and age is not None and age <= lease + tick
         out.append({"node": name, "host": host, "pid": pid, "version": version, "epoch": epoch,
-                    "heartbeat_age_s": round(age, 1) if age is not None else None, "lease_s": lease - tick,
-                    "fenced": fenced, "healthy": not fenced and age is not None and age <= lease,
+                    "heartbeat_age_s": round(age, 1) if age is not None else None, "lease_s": lease,
+                    "fenced": fenced, "healthy": healthy,
                     "clock_offset_s": round(offset, 3) if offset is not None else None, "leases_held": held})
     return out

@@ -185,7 +185,7 @@ class PgStore:
             found = cur.fetchone()
             if found is None:
                 return False, []
-            cur.execute(_COUNT, (found[0], str(r.outcome), 1))
+            cur.execute(COUNT, (found[0], str(r.outcome), 1))
             if not keep:
                 return True, []
             cur.execute("DELETE FROM hc_runs WHERE id IN (SELECT id FROM hc_runs WHERE job = %s AND state = 'done' "
@@ -208,7 +208,7 @@ class PgStore:
         return (bool(r[0][0]), r[0][1], r[0][2]) if r else None
 
 
-_COUNT = ("INSERT INTO hc_counts (job, status, n) VALUES (%s, %s, %s) "
+COUNT = ("INSERT INTO hc_counts (job, status, n) VALUES (%s, %s, %s) "
           "ON CONFLICT (job, status) DO UPDATE SET n = hc_counts.n + EXCLUDED.n")
 _SCHED = "SELECT job, fingerprint, enabled, kind, next_run, last_slot, done, boot_id FROM hc_sched"
 _DUE = ("SELECT job, next_run FROM hc_sched WHERE enabled AND next_run IS NOT NULL AND next_run <= %s "
@@ -219,7 +219,7 @@ def _rows(found: list[tuple]) -> dict[str, SchedRow]:
     return {r[0]: SchedRow(r[0], _fp_out(r[1]), bool(r[2]), r[3], r[4], r[5], bool(r[6]), r[7]) for r in found}
 
 
-def _fp_in(fingerprint: str) -> str:
+def fp_in(fingerprint: str) -> str:
     """A job's fingerprint (NUL-separated) as PostgreSQL text, which can't hold NUL."""
     return fingerprint.replace("\0", "\x1f")
 
@@ -271,11 +271,11 @@ class _PgTick:
                   "VALUES (%s, %s, %s, %s, %s, false, %s) ON CONFLICT (job) DO UPDATE SET fingerprint = "
                   "EXCLUDED.fingerprint, enabled = EXCLUDED.enabled, kind = EXCLUDED.kind, next_run = "
                   "EXCLUDED.next_run, done = false",
-                  (ch.job, _fp_in(ch.fingerprint), ch.enabled, ch.sched_kind, ch.next_run, ch.boot_id))
+                  (ch.job, fp_in(ch.fingerprint), ch.enabled, ch.sched_kind, ch.next_run, ch.boot_id))
             elif ch.kind == "reset":
                 q("UPDATE hc_sched SET fingerprint = %s, enabled = %s, kind = %s, next_run = %s, done = false, "
                   "boot_id = COALESCE(boot_id, %s) WHERE job = %s",
-                  (_fp_in(ch.fingerprint), ch.enabled, ch.sched_kind, ch.next_run, ch.boot_id, ch.job))
+                  (fp_in(ch.fingerprint), ch.enabled, ch.sched_kind, ch.next_run, ch.boot_id, ch.job))
             elif ch.kind == "enable":
                 q("UPDATE hc_sched SET enabled = true, next_run = %s WHERE job = %s", (ch.next_run, ch.job))
             elif ch.kind == "set-enabled":
@@ -325,7 +325,7 @@ class _PgTick:
             found = self.cur.fetchone()
             ids.append(int(found[0]) if found else None)
             if found and r.outcome is not None:
-                self.cur.execute(_COUNT, (r.job, str(r.outcome), r.missed_count or 1))
+                self.cur.execute(COUNT, (r.job, str(r.outcome), r.missed_count or 1))
         return ids
 
     def advance(self, advances: list[Advance]) -> None:
