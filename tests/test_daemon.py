@@ -128,6 +128,8 @@ def test_kill9_mid_run_then_new_daemon_records_the_real_exit_code(cli, home, dae
     d.wait_started()
     assert cli("trigger", "job").returncode == 0
     d.wait_event("job.started", job="job")
+    # the start is logged at once and written at the daemon's next idle moment: wait for it
+    wait_for(lambda: runs(home, "job")[-1].state == "running", 10, what="the start recorded")
     d.kill9()
     run = runs(home, "job")[-1]
     assert run.state == "running"
