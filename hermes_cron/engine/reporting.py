@@ -6,11 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_cron.contract.heartbeat import LockWait, TickError
+import time
+
+from hermes_cron import __version__
+from hermes_cron.contract.heartbeat import Heartbeat, LockWait, TickError, write_heartbeat
 from hermes_cron.logic.histogram import LOCK_HOLD, Histogram
 
 from hermes_cron.engine.ticker import TickReport
 from hermes_cron.logic.zones_lite import utc_iso
+
 
 @dataclass
 class Health:
@@ -67,3 +71,34 @@ def status_line(ticks: int, failures: int, dispatcher: Any, state: Any) -> str:
         except HermesCronError:
             pass
     return f"{ticks} ticks, last {ok}, {running} running{nxt}"
+
+
+def write_beat(home: Any, log: Any, s: Any, h: Health, me: Any, boot: str, state: Any, dispatcher: Any,
+               now: float) -> None:
+    """Write the heartbeat file (contract/heartbeat.py) and log the `heartbeat` event."""
+    from hermes_cron.errors import HermesCronError
+
+    running, next_due = 0, None
+    if state is not None:
+        try:
+            running = len(state.open_runs())
+            upcoming = state.upcoming(1)
+            next_due = {"job": upcoming[0][0], "at": utc_iso(upcoming[0][1])} if upcoming else None
+        except HermesCronError:
+            pass
+    hb = Heartbeat(time=now, pid=me.pid, pid_start=me.start, boot_id=boot, ticks=h.ticks,
+                   tick_interval=s.tick_interval, heartbeat_every=s.heartbeat_every,
+                   interval_s=s.tick_interval * s.heartbeat_every, last_ok_tick=h.last_ok_tick,
+                   last_error=h.last_error, consecutive_failures=h.consecutive_failures, running=running,
+                   next_due=next_due, started_at=h.started_at, home=home.root, version=__version__,
+                   lock_wait=h.lock_wait, tick_failures=h.tick_failures, claims=h.claims, histograms={
+                       "lock_hold_seconds": h.lock_hold.to_dict(),
+                       "fire_latency_seconds": dispatcher.fire_latency.to_dict() if dispatcher else None})
+    t0 = time.monotonic()
+    try:
+        write_heartbeat(home.heartbeat, hb)
+    except OSError as e:
+        log.error("heartbeat.failed", error=str(e))
+    log.info("heartbeat", uptime_s=round(now - h.started_at, 1), ticks=h.ticks,
+             write_ms=round((time.monotonic() - t0) * 1000, 2), running=running, next_due=next_due,
+             healthy=h.consecutive_failures == 0)

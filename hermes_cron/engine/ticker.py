@@ -211,7 +211,7 @@ class Scheduler:
             if previous is not None and stored == previous.sig.text():
                 only = self._diff if self._diff_for is defs else reconcile.changed_jobs(previous.jobs, defs.jobs)
             changes, broken = reconcile.plan(tx.sched_rows(only), defs.jobs, now, self.boot_id, only)
-            tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()})
+            tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()}, now)
             report.broken += broken
         self._reconciled = defs
 
@@ -244,7 +244,7 @@ class Scheduler:
                 continue
             if d.missed is not None:
                 runs.append(NewRun(name, Trigger.SCHEDULE, d.missed.newest, wall, RunState.DONE, Outcome.MISSED,
-                                   missed_count=d.missed.count, first_missed=d.missed_first,
+                                   spec=spec, missed_count=d.missed.count, first_missed=d.missed_first,
                                    reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) "
                                    "passed unrun (daemon down, machine asleep, or later than the misfire grace)"))
                 report.missed.append(Missed(name, d.missed.count, d.missed.capped, d.missed_first or first,

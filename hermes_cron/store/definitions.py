@@ -46,8 +46,39 @@ def load(home: Home, db=None) -> Definitions:
         version = int(cur.fetchone()[0])
         cur.execute("SELECT entry FROM hc_jobs ORDER BY name")
         entries = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT value FROM hc_meta WHERE key = 'defaults'")
+        found = cur.fetchone()
     jobs, invalid = jobstore.read_entries(entries)
-    return Definitions(jobs, PgSig(version), invalid)  # type: ignore[arg-type]
+    return Definitions(jobs, PgSig(version), invalid, _defaults(found))  # type: ignore[arg-type]
+
+
+def _defaults(found) -> object:
+    try:
+        return json.loads(found[0]) if found else {}
+    except ValueError:
+        return {"?": "not JSON"}
+
+
+def set_defaults(home: Home, change: Callable[[dict], dict]) -> dict:
+    """Read-modify-write the defaults for all jobs (file, or the shared store's hc_meta)."""
+    if home.store is None:
+        return jobstore.set_defaults(home, change)
+    from hermes_cron.store.pg_db import PgDatabase
+
+    d = PgDatabase(home.store)
+    try:
+        with d.transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_EDIT_LOCK,))
+            cur.execute("SELECT value FROM hc_meta WHERE key = 'defaults'")
+            current = _defaults(cur.fetchone())
+            new = change(dict(current) if isinstance(current, dict) else {})
+            cur.execute("INSERT INTO hc_meta (key, value) VALUES ('defaults', %s) ON CONFLICT (key) DO UPDATE "
+                        "SET value = EXCLUDED.value", (json.dumps(new),))
+            cur.execute("UPDATE hc_meta SET value = (value::bigint + 1)::text WHERE key = 'defs_version'")
+        notify(d)
+        return new
+    finally:
+        d.close()
 
 
 def mutate(home: Home, change: Callable[[dict[str, Job]], T], after: Callable[[Definitions], None] | None = None,

@@ -275,8 +275,8 @@ def merge(defs, token: str, view: HermesView | None):
     from hermes_cron.store.jobstore import Definitions
 
     if view is None:
-        return Definitions(defs.jobs, MergedSig(defs.sig, ""), defs.invalid)
+        return Definitions(defs.jobs, MergedSig(defs.sig, ""), defs.invalid, defs.defaults_raw)
     jobs = dict(defs.jobs)
     for name, job in view.schedulable().items():
         jobs.setdefault(name, job)
-    return Definitions(jobs, MergedSig(defs.sig, token), defs.invalid)
+    return Definitions(jobs, MergedSig(defs.sig, token), defs.invalid, defs.defaults_raw)

@@ -41,6 +41,17 @@ class Definitions:
     jobs: dict[str, Job]
     sig: Signature
     invalid: dict[str, Invalid] = field(default_factory=dict)
+    defaults_raw: dict = field(default_factory=dict)  # the defaults for all jobs, as stored
+
+    @property
+    def defaults(self) -> dict:
+        """The defaults for all jobs (logic/alerts.py's settings); invalid ones are not used
+        (`hermes-cron defaults` and `status` say why)."""
+        return read_defaults(self.defaults_raw)[0]
+
+    @property
+    def defaults_error(self) -> str | None:
+        return read_defaults(self.defaults_raw)[1]
 
     def get(self, name: str) -> Job:
         from hermes_cron.errors import JobNotFound
@@ -55,7 +66,26 @@ class Definitions:
             raise JobNotFound(f"no job named {name!r}") from None
 
 
+def read_defaults(raw: object) -> tuple[dict, str | None]:
+    """The stored defaults, checked: (the settings, None), or ({}, why they are not used)."""
+    from hermes_cron.logic.alerts import check_alerts
+
+    if not raw:
+        return {}, None
+    if not isinstance(raw, dict):
+        return {}, "the defaults are not an object"
+    try:
+        return check_alerts(raw, "defaults"), None
+    except InvalidInput as e:
+        return {}, str(e)
+
+
 def parse(data: bytes, path: str) -> tuple[dict[str, Job], dict[str, Invalid]]:
+    jobs, invalid, _ = parse_all(data, path)
+    return jobs, invalid
+
+
+def parse_all(data: bytes, path: str) -> tuple[dict[str, Job], dict[str, Invalid], object]:
     """Parse the bytes of hermes-cron-jobs.json into its valid jobs and its invalid entries. A file that is
     not a job store at all raises StoreError naming the file and the fault; one bad entry makes
     only that entry invalid."""
@@ -81,7 +111,7 @@ def parse(data: bytes, path: str) -> tuple[dict[str, Job], dict[str, Invalid]]:
             f"{path} was written by a newer hermes-cron (schema {version}; this one reads "
             f"{SCHEMA_VERSION}); it is left as it is"
         )
-    return read_entries(doc["jobs"])
+    return (*read_entries(doc["jobs"]), doc.get("defaults") or {})
 
 
 def read_entries(entries: list) -> tuple[dict[str, Job], dict[str, Invalid]]:
@@ -125,16 +155,20 @@ def load(home: Home) -> Definitions:
     return Definitions(*_parsed(data, path, after))
 
 
-def _parsed(data: bytes, path: str, sig: Signature) -> tuple[dict[str, Job], Signature, dict[str, Invalid]]:
-    jobs, invalid = parse(data, path)
-    return jobs, sig, invalid
+def _parsed(data: bytes, path: str, sig: Signature) -> tuple[dict[str, Job], Signature, dict[str, Invalid], dict]:
+    jobs, invalid, raw = parse_all(data, path)
+    return jobs, sig, invalid, raw
 
 
-def dump(jobs: dict[str, Job], invalid: dict[str, Invalid] | None = None) -> bytes:
-    """The bytes of hermes-cron-jobs.json: the valid jobs, and every invalid entry exactly as it was read."""
+def dump(jobs: dict[str, Job], invalid: dict[str, Invalid] | None = None, defaults: object = None) -> bytes:
+    """The bytes of hermes-cron-jobs.json: the valid jobs, every invalid entry exactly as it was
+    read, and the defaults for all jobs (kept as they are)."""
     entries = [(n, jobs[n].to_dict()) for n in jobs] + [(k, v.entry) for k, v in (invalid or {}).items()]
     entries.sort(key=lambda item: item[0])
-    doc = {"version": SCHEMA_VERSION, "jobs": [entry for _, entry in entries]}
+    doc: dict = {"version": SCHEMA_VERSION}
+    if defaults:
+        doc["defaults"] = defaults
+    doc["jobs"] = [entry for _, entry in entries]
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 
@@ -163,8 +197,18 @@ def mutate(
         if forget is not None and forget not in current.invalid and forget not in jobs:
             raise JobNotFound(f"no job named {forget!r}")
         result = change(jobs)
-        atomic_write(home.jobs, dump(jobs, invalid))
-        saved = Definitions(jobs, signature(home.jobs), invalid)
+        atomic_write(home.jobs, dump(jobs, invalid, current.defaults_raw))
+        saved = Definitions(jobs, signature(home.jobs), invalid, current.defaults_raw)
         if after is not None:
             after(saved)
     return result
+
+
+def set_defaults(home: Home, change: Callable[[dict], dict], timeout: float = STORE_LOCK_TIMEOUT) -> dict:
+    """Read-modify-write the defaults for all jobs under the store lock; returns them as saved."""
+    home.ensure()
+    with store_lock(home).acquire(timeout):
+        current = load(home)
+        new = change(dict(current.defaults_raw) if isinstance(current.defaults_raw, dict) else {})
+        atomic_write(home.jobs, dump(current.jobs, current.invalid, new))
+    return new

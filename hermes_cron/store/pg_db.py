@@ -13,8 +13,9 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from hermes_cron.errors import StoreError
+from hermes_cron.store.journal import PG_TABLES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the journal (store/journal.py)
 CONNECT_TIMEOUT = 5
 _LOCK_KEY = 0x68636D69  # pg_advisory_xact_lock key for schema changes ("hcmi")
 
@@ -45,7 +46,7 @@ _V1 = [
     "CREATE TABLE hc_counts (job text NOT NULL, status text NOT NULL, n bigint NOT NULL, PRIMARY KEY (job, status))",
     "INSERT INTO hc_meta (key, value) VALUES ('defs_version', '0')",
 ]
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: PG_TABLES}
 
 
 def shown(url: str) -> str:

@@ -85,7 +85,7 @@ def settle_expired(db, node: str, epoch: int, lease: float) -> list[Lost]:
         expired = cur.fetchall()
         for run_id, job, owner, owner_epoch, spec, scheduled, trigger, attempt in expired:
             rerun = attempt == 1 and _on_lost(spec) == "rerun"
-            cur.execute(f"UPDATE hc_runs SET state = 'done', status = 'lost', ended_at = {_NOW}, reason = %s "
+            cur.execute(f"UPDATE hc_runs SET state = 'done', status = 'lost', ended_at = {_NOW}, noted = 0, reason = %s "
                         "WHERE id = %s AND state <> 'done'",
                         (f"its host ({owner}) stopped renewing its lease: dead, frozen or cut off from the store; "
                          + ("run again once (--on-lost rerun)" if rerun else "not run again (at most once)"), run_id))

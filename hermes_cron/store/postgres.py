@@ -21,6 +21,7 @@ from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.logic.run import Outcome, RunResult, RunState
 from hermes_cron.store.rows import COLUMNS, RAN, record, states
 from hermes_cron.store.base import Advance, NewRun, Request, RunRecord, SchedChange, SchedRow
+from hermes_cron.store.journal import PG, Journal, drop_events, noted, record_changes
 from hermes_cron.store.pg_db import PgDatabase
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM hc_runs"
@@ -29,8 +30,10 @@ _NOW = "extract(epoch FROM clock_timestamp())::float8"
 OUTPUT_COPY = 64 * 1024  # the capped copy of a run's output kept in the database for `logs` anywhere
 
 
-class PgStore:
+class PgStore(Journal):
     """The store in PostgreSQL, as one node (`node`, with `epoch` when it is a daemon) sees it."""
+
+    _dialect = PG
 
     def __init__(self, home: Home, node: str | None = None, epoch: int | None = None, lease: float = 30.0,
                  check: bool = True):
@@ -43,6 +46,12 @@ class PgStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def _write(self):
+        return self.db.transaction()
+
+    def _read(self):
+        return self.db.transaction()
 
     def idle(self) -> None:
         return None
@@ -170,7 +179,7 @@ class PgStore:
                          run.owner_start))
             return cur.rowcount > 0
 
-    def finish(self, run_id: int, result: RunResult, keep: int | None) -> tuple[bool, list[int]]:
+    def finish(self, run_id: int, result: RunResult, keep: int | None, hold: bool = False) -> tuple[bool, list[int]]:
         r = result
         copy = _read_copy(r.output) if r.output else None
         mine, params = self._mine()
@@ -178,10 +187,10 @@ class PgStore:
             cur.execute(
                 "UPDATE hc_runs SET state = 'done', status = %s, ended_at = %s, started_at = COALESCE(%s, started_at), "
                 "exit_code = %s, signal = %s, reason = %s, job_pid = COALESCE(%s, job_pid), "
-                "job_start = COALESCE(%s, job_start), output = %s, output_bytes = %s, output_copy = %s "
+                "job_start = COALESCE(%s, job_start), output = %s, output_bytes = %s, output_copy = %s, noted = %s "
                 f"WHERE id = %s AND {states(RunState.DONE)} AND {mine} RETURNING job",
                 (str(r.outcome), r.ended_at, r.started_at, r.exit_code, r.signal, r.reason, r.job_pid, r.job_start,
-                 r.output, r.output_bytes, copy, run_id, *params))
+                 r.output, r.output_bytes, copy, noted(r.outcome, hold), run_id, *params))
             found = cur.fetchone()
             if found is None:
                 return False, []
@@ -191,7 +200,9 @@ class PgStore:
             cur.execute("DELETE FROM hc_runs WHERE id IN (SELECT id FROM hc_runs WHERE job = %s AND state = 'done' "
                         "AND node IS NOT DISTINCT FROM %s ORDER BY id DESC OFFSET %s) RETURNING id",
                         (found[0], self.node, keep))
-            return True, [row[0] for row in cur.fetchall()]
+            dropped = [row[0] for row in cur.fetchall()]
+            drop_events(cur, PG, dropped)
+            return True, dropped
 
     # trigger requests -------------------------------------------------------------------
 
@@ -261,8 +272,11 @@ class _PgTick:
             return _rows(self._q(_SCHED))
         return _rows(self._q(f"{_SCHED} WHERE job = ANY(%s)", (sorted(only),)))
 
-    def apply_sched_changes(self, changes: list[SchedChange], defs_sig: str, invalid: dict[str, str]) -> None:
+    def apply_sched_changes(self, changes: list[SchedChange], defs_sig: str, invalid: dict[str, str],
+                            at: float | None = None) -> None:
         q = self._q
+        if at is not None:
+            record_changes(self.cur, PG, changes, at)
         for ch in changes:
             if ch.kind == "delete":
                 q("DELETE FROM hc_sched WHERE job = %s", (ch.job,))
@@ -313,15 +327,15 @@ class _PgTick:
             claimed = r.state is RunState.CLAIMED
             self.cur.execute(
                 "INSERT INTO hc_runs (job, trigger, scheduled, state, status, claimed_at, ended_at, owner_pid, "
-                "owner_start, node, epoch, lease_until, replaces, spec, missed_count, first_missed, reason) "
+                "owner_start, node, epoch, lease_until, replaces, spec, missed_count, first_missed, reason, noted) "
                 f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN {_NOW} + %s END, "
-                "%s, %s, %s, %s, %s) ON CONFLICT (job, scheduled, attempt) WHERE trigger = 'schedule' DO NOTHING "
+                "%s, %s, %s, %s, %s, %s) ON CONFLICT (job, scheduled, attempt) WHERE trigger = 'schedule' DO NOTHING "
                 "RETURNING id",
                 (r.job, str(r.trigger), r.scheduled, str(r.state), None if r.outcome is None else str(r.outcome),
                  r.claimed_at, r.claimed_at if r.state is RunState.DONE else None,
                  owner.pid if owner else None, owner.start if owner else None, s.node, s.epoch, claimed, s.lease,
                  json.dumps(list(r.replaces)) if r.replaces else None, r.spec, r.missed_count, r.first_missed,
-                 r.reason))
+                 r.reason, 0 if r.outcome is Outcome.MISSED else None))
             found = self.cur.fetchone()
             ids.append(int(found[0]) if found else None)
             if found and r.outcome is not None:

@@ -65,6 +65,26 @@ class RunFiles:
         """The bytes of one of the run's files; None if missing or unsafe."""
         return read_small(os.path.join(self.folder, name), RUN_DEPTH)
 
+    def tail(self, size: int = 4096) -> str:
+        """The last `size` bytes of the output, as text ('' if missing or unsafe); never follows a symlink."""
+        try:
+            dfd = self.open()
+        except (OSError, UnsafeHome):
+            return ""
+        try:
+            fd = os.open(OUTPUT, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+        except OSError:
+            return ""
+        finally:
+            os.close(dfd)
+        try:
+            end = os.fstat(fd).st_size
+            return os.pread(fd, size, max(0, end - size)).decode("utf-8", "replace")
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
+
     def has(self, name: str) -> bool:
         return self.read(name) is not None
 

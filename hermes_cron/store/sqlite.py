@@ -10,6 +10,7 @@ rows of due jobs through an index, which keeps the tick lock short with many job
 from __future__ import annotations
 
 import json
+import sqlite3
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -18,11 +19,12 @@ from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.logic.run import Outcome, RunResult, RunState
 from hermes_cron.store.rows import COLUMNS, RAN, record, states
 from hermes_cron.store.base import Advance, NewRun, Request, RunRecord, SchedChange, SchedRow
+from hermes_cron.store.journal import SQLITE, TO_NOTE, Journal, drop_events, noted, record_changes
 from hermes_cron.store.sqlite_db import COUNT, Database
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
 _INSERT = ("INSERT INTO runs (job, trigger, scheduled, state, status, claimed_at, ended_at, owner_pid, owner_start, "
-           "replaces, spec, missed_count, first_missed, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+           "replaces, spec, missed_count, first_missed, reason, noted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _OPEN = "state != 'done'"
 
 
@@ -32,16 +34,28 @@ def _row(run: NewRun) -> tuple:
             run.claimed_at, run.claimed_at if run.state is RunState.DONE else None,
             owner.pid if owner else None, owner.start if owner else None,
             json.dumps(list(run.replaces)) if run.replaces else None, run.spec,
-            run.missed_count, run.first_missed, run.reason)
+            run.missed_count, run.first_missed, run.reason, TO_NOTE if run.outcome is Outcome.MISSED else None)
 
 
-class SqliteStore:
+class SqliteStore(Journal):
     """The store on state.db. One per process: each opens its own connection."""
+
+    _dialect = SQLITE
 
     def __init__(self, home: Home, busy_timeout: float = 5.0, manual_checkpoints: bool = False):
         self.home = home
         self.db = Database(home, busy_timeout, manual_checkpoints)
         self.path = self.db.path
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        with self.db.transaction() as c:
+            yield c.cursor()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Cursor]:
+        with self.db.reading() as c:
+            yield c.cursor()
 
     def close(self) -> None:
         self.db.close()
@@ -152,18 +166,19 @@ class SqliteStore:
                             (owner.pid, owner.start, run.id, run.owner_pid, run.owner_start))
             return cur.rowcount > 0
 
-    def finish(self, run_id: int, result: RunResult, keep: int | None) -> tuple[bool, list[int]]:
-        """-> DONE with `result`, and drop all but the newest `keep` finished runs of its job, in
-        one transaction. Returns (whether this call ended the run, the dropped run ids)."""
+    def finish(self, run_id: int, result: RunResult, keep: int | None, hold: bool = False) -> tuple[bool, list[int]]:
+        """-> DONE with `result`, to be noted for notifications (`hold`: once its retry is decided,
+        release_note), and drop all but the newest `keep` finished runs of its job, in one
+        transaction. Returns (whether this call ended the run, the dropped run ids)."""
         r = result
         with self.db.transaction() as c:
             cur = c.execute(
                 "UPDATE runs SET state = 'done', status = ?, ended_at = ?, started_at = COALESCE(?, started_at), "
                 "exit_code = ?, signal = ?, reason = ?, job_pid = COALESCE(?, job_pid), "
-                "job_start = COALESCE(?, job_start), output = ?, output_bytes = ? "
+                "job_start = COALESCE(?, job_start), output = ?, output_bytes = ?, noted = ? "
                 f"WHERE id = ? AND {states(RunState.DONE)}",
                 (str(r.outcome), r.ended_at, r.started_at, r.exit_code, r.signal, r.reason, r.job_pid, r.job_start,
-                 r.output, r.output_bytes, run_id))
+                 r.output, r.output_bytes, noted(r.outcome, hold), run_id))
             if cur.rowcount == 0:
                 return False, []
             job = c.execute("SELECT job FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
@@ -173,6 +188,7 @@ class SqliteStore:
             ids = [row[0] for row in c.execute(
                 "SELECT id FROM runs WHERE job = ? AND state = 'done' ORDER BY id DESC LIMIT -1 OFFSET ?", (job, keep))]
             c.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+            drop_events(c.cursor(), SQLITE, ids)
             return True, ids
 
     # trigger requests -------------------------------------------------------------------
@@ -208,8 +224,11 @@ class _Tick:
                 f"{sql} WHERE job IN ({','.join('?' * len(names[i:i + 500]))})", tuple(names[i:i + 500]))]
         return {r[0]: SchedRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], bool(r[6]), r[7]) for r in found}
 
-    def apply_sched_changes(self, changes: list[SchedChange], defs_sig: str, invalid: dict[str, str]) -> None:
+    def apply_sched_changes(self, changes: list[SchedChange], defs_sig: str, invalid: dict[str, str],
+                            at: float | None = None) -> None:
         c = self.c
+        if at is not None:
+            record_changes(c.cursor(), SQLITE, changes, at)
         for ch in changes:
             if ch.kind == "delete":
                 c.execute("DELETE FROM sched WHERE job = ?", (ch.job,))

@@ -16,8 +16,10 @@ from typing import Iterator
 from hermes_cron.errors import FileSystemError, LockBusy, StoreError, file_system_error
 from hermes_cron.contract.files import check_private_file, fs_fault, open_dir, open_private
 from hermes_cron.contract.paths import Home
+from hermes_cron.store.journal import SQLITE_TABLES, SQLITE_UNNOTED_INDEX
 
-SCHEMA_VERSION = 3  # 2: the supervisor's columns are named for it (were reaper_*); 3: counts, attempts
+SCHEMA_VERSION = 4  # 2: the supervisor's columns are named for it (were reaper_*); 3: counts, attempts;
+# 4: the journal (store/journal.py: notification events, alert states, up-times, definition history)
 
 # Runs ended, by job and outcome, for ever (history is pruned; counters must not go down).
 SEED_COUNTS = ("INSERT OR REPLACE INTO counts (job, status, n) SELECT job, status, "
@@ -66,7 +68,8 @@ CREATE TABLE IF NOT EXISTS runs (
     output_bytes INTEGER,
     replaces TEXT,
     spec TEXT,
-    attempt INTEGER NOT NULL DEFAULT 1
+    attempt INTEGER NOT NULL DEFAULT 1,
+    noted INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(state) WHERE state != 'done';
@@ -80,7 +83,7 @@ CREATE TABLE IF NOT EXISTS requests (
     handled INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_open ON requests(id) WHERE handled = 0;
-"""
+""" + SQLITE_TABLES + SQLITE_UNNOTED_INDEX + ";\n"
 
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 _BROKEN = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -209,6 +212,9 @@ class Database:
                 if version == 1:
                     for old, new in (("reaper_pid", "supervisor_pid"), ("reaper_start", "supervisor_start")):
                         c.execute(f"ALTER TABLE runs RENAME COLUMN {old} TO {new}")
+                columns = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
+                if "noted" not in columns:  # 4: before the schema's index on it
+                    c.execute("ALTER TABLE runs ADD COLUMN noted INTEGER")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
@@ -252,6 +258,14 @@ class Database:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            raise _translate(e, self.path, self.busy_timeout) from None
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads outside a transaction, SQLite's errors translated."""
+        try:
+            yield self.conn
+        except sqlite3.Error as e:
             raise _translate(e, self.path, self.busy_timeout) from None
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
