@@ -43,6 +43,43 @@ def _parse_size(text: str) -> int:
     return size
 
 
+ALERT_OPTIONS = [
+    click.option("--on-failure", metavar="CMD", help="Shell command told of each failure (failed, timed out, "
+                 "interrupted, lost, missed): the run's facts as JSON on stdin and HERMES_CRON_* variables."),
+    click.option("--on-success", metavar="CMD", help="Shell command told of each success (and 'recovered')."),
+    click.option("--notify", "notify", multiple=True, metavar="URL", help="Webhook told of every event (a JSON "
+                 "POST); repeat for more."),
+    click.option("--notify-on", type=click.Choice(["always", "change"]),
+                 help="always (default): every event; change: only when the job goes from ok to failing or back."),
+    click.option("--hook-timeout", metavar="DURATION", help="Kill a hook (or give up a webhook) after this long "
+                 "(default 30s, 1s to 1h)."),
+]
+NO_ALERT_OPTIONS = [
+    click.option("--no-on-failure", is_flag=True, help="Remove the failure hook."),
+    click.option("--no-on-success", is_flag=True, help="Remove the success hook."),
+    click.option("--no-notify", is_flag=True, help="Remove the webhooks."),
+]
+
+
+def alert_fields(opts: dict[str, Any]) -> dict[str, Any]:
+    """The notification settings given (logic/alerts.py), checked; the --no-* ones as None."""
+    from hermes_cron.logic.alerts import HOOK_TIMEOUT, check_alerts
+    from hermes_cron.logic.durations import parse_duration
+
+    given = {k: opts[k] for k in ("on_failure", "on_success", "notify_on") if opts.get(k) is not None}
+    if opts.get("notify"):
+        given["notify"] = list(opts["notify"])
+    if opts.get("hook_timeout") is not None:
+        given["hook_timeout"] = parse_duration(opts["hook_timeout"], "hook timeout", HOOK_TIMEOUT)
+    out: dict[str, Any] = dict(check_alerts(given, "notifications"))
+    for key in ("on_failure", "on_success", "notify"):
+        if opts.get(f"no_{key}"):
+            if key in out:
+                raise InvalidInput(f"--{key.replace('_', '-')} and --no-{key.replace('_', '-')} say opposite things")
+            out[key] = () if key == "notify" else None
+    return out
+
+
 def _job_options(f, for_edit: bool = False):
     options = [
         click.option("--schedule", "-s", metavar="EXPR", required=not for_edit,
@@ -73,6 +110,7 @@ def _job_options(f, for_edit: bool = False):
         click.option("--on-lost", type=click.Choice(["record", "rerun"]),
                      help="Shared store: a run whose host died is recorded lost (default), or run again once "
                      "elsewhere (for jobs safe to repeat)."),
+        *ALERT_OPTIONS,
     ]
     if for_edit:
         options += [
@@ -81,6 +119,7 @@ def _job_options(f, for_edit: bool = False):
             click.option("--unset-env", multiple=True, metavar="K", help="Remove an environment variable."),
             click.option("--no-shell", is_flag=True, help="COMMAND is an argv list."),
             click.option("--no-ping", is_flag=True, help="Remove the ping URL."),
+            *NO_ALERT_OPTIONS,
         ]
     else:
         options.append(click.option("--paused", is_flag=True, help="Add the job paused."))
@@ -146,6 +185,7 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
         out["ping"] = check_ping_url(opts["ping"], "ping URL")
     if opts.get("on_lost") is not None:
         out["on_lost"] = opts["on_lost"]
+    out.update(alert_fields(opts))
     return out
 
 

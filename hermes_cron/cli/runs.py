@@ -61,7 +61,8 @@ def trigger(name: str, wait: bool) -> None:
 @_home_option
 def history(name: str | None, limit: int, statuses: tuple[str, ...], as_json: bool) -> None:
     """Runs, newest first (a job's, or with no NAME every job's): scheduled time, start, duration,
-    status with exit code or signal, and the reason."""
+    status with exit code or signal, and the reason (with --json, also each run's notifications
+    and how they went)."""
     from hermes_cron.app.runs import history as job_history
     from hermes_cron.logic.run import Outcome
 
@@ -70,7 +71,9 @@ def history(name: str | None, limit: int, statuses: tuple[str, ...], as_json: bo
     name = resolve(_ctx().home, name) if name else name
     found = job_history(_ctx().home, name, limit, tuple(Outcome(s) for s in statuses))
     if as_json:
-        _emit_json([r.to_dict() for r in found])
+        from hermes_cron.app.alerts import with_events
+
+        _emit_json(with_events(_ctx().home, found))
         return
     if not found:
         which = f" of {name}" if name else ""

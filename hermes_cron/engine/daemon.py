@@ -19,7 +19,7 @@ from typing import Any
 from hermes_cron import __version__
 
 from hermes_cron import faults
-from hermes_cron.contract.heartbeat import Heartbeat, LockWait, TickError, write_heartbeat
+from hermes_cron.contract.heartbeat import LockWait, TickError
 from hermes_cron.contract.pidfile import remove_pidfile, write_pidfile
 from hermes_cron.engine.dispatch import Dispatcher
 from hermes_cron.engine.system import SYSTEM, System
@@ -33,9 +33,10 @@ from hermes_cron.store.migrate import NOTE, migrate
 from hermes_cron.store.base import Store
 from hermes_cron.store.sqlite import SqliteStore
 from hermes_cron.engine.process import SignalFlags, raise_fd_limit, take_daemon_lock
-from hermes_cron.engine.reporting import Health, log_report, status_line
+from hermes_cron.engine.reporting import Health, log_report, status_line, write_beat
 from hermes_cron.engine.ticker import Scheduler
-from hermes_cron.logic.zones_lite import utc_iso
+from hermes_cron.engine.notifier import Notifier
+from hermes_cron.engine.upkeep import Upkeep, node_of
 
 LOCK_RETRY = 5.0  # after finding the tick lock held by another process, try again this much later
 SPARE_LEAD = 0.05  # fork the spare supervisor only when nothing is due sooner than this
@@ -73,6 +74,8 @@ class Daemon:
             from hermes_cron.engine.cluster import Cluster
 
             self.cluster = Cluster(home, self.me, log, settings.lease, settings.tick_interval)
+        self.upkeep = Upkeep(node_of(home, self.cluster), self.me, log)
+        self.notifier: Notifier | None = None
         self.scheduler: Scheduler | None = None
         self.dispatcher: Dispatcher | None = None
         self.lock = FileLock(home.daemon_lock, "the daemon lock")
@@ -154,6 +157,9 @@ class Daemon:
             self._watch_fds()
             self.health.last_ok_tick = now
             self.health.consecutive_failures = 0
+            if counted:
+                self.upkeep.ticked(self.state, now)
+                self.notifier.step(self.state, now, sweep=True)
             if counted and self.settings.ping:
                 self.dispatcher.recorder.pinger.send(self.settings.ping, "tick")
             self.health.lock_wait = None
@@ -248,6 +254,11 @@ class Daemon:
         """One piece of housekeeping that fits before `wake_at`: the store's (a WAL checkpoint),
         or forking the spare supervisor. None if it did one (look again); else until when to
         sleep."""
+        if self.notifier is not None and self.state is not None and wake_at - now > IDLE_WORK_LEAD and (
+                self.notifier.due or self.dispatcher is not None and self.dispatcher.recorder.to_note):
+            self.dispatcher.recorder.to_note = False
+            self.notifier.step(self.state, now, sweep=False)
+            return None
         if self.dispatcher is not None and self.dispatcher.started and wake_at - now > IDLE_WORK_LEAD:
             try:
                 self.dispatcher.flush_started()
@@ -314,32 +325,8 @@ class Daemon:
         f.wake = False
 
     def _heartbeat(self) -> None:
-        now = self.clock.time()
-        running, next_due = 0, None
-        if self.state is not None:
-            try:
-                running = len(self.state.open_runs())
-                upcoming = self.state.upcoming(1)
-                next_due = {"job": upcoming[0][0], "at": utc_iso(upcoming[0][1])} if upcoming else None
-            except HermesCronError:
-                pass
-        s, h = self.settings, self.health
-        hb = Heartbeat(time=now, pid=self.me.pid, pid_start=self.me.start, boot_id=self.boot_id, ticks=h.ticks,
-                       tick_interval=s.tick_interval, heartbeat_every=s.heartbeat_every,
-                       interval_s=s.tick_interval * s.heartbeat_every, last_ok_tick=h.last_ok_tick,
-                       last_error=h.last_error, consecutive_failures=h.consecutive_failures, running=running,
-                       next_due=next_due, started_at=h.started_at, home=self.home.root, version=__version__,
-                       lock_wait=h.lock_wait, tick_failures=h.tick_failures, claims=h.claims, histograms={
-                           "lock_hold_seconds": h.lock_hold.to_dict(),
-                           "fire_latency_seconds": self.dispatcher.fire_latency.to_dict() if self.dispatcher else None})
-        t0 = time.monotonic()
-        try:
-            write_heartbeat(self.home.heartbeat, hb)
-        except OSError as e:
-            self.log.error("heartbeat.failed", error=str(e))
-        self.log.info("heartbeat", uptime_s=round(now - h.started_at, 1), ticks=h.ticks,
-                      write_ms=round((time.monotonic() - t0) * 1000, 2), running=running, next_due=next_due,
-                      healthy=h.consecutive_failures == 0)
+        write_beat(self.home, self.log, self.settings, self.health, self.me, self.boot_id, self.state, self.dispatcher,
+                   self.clock.time())
 
     # steps' helpers ---------------------------------------------------------------------
 
@@ -364,6 +351,10 @@ class Daemon:
             self.dispatcher.ready_spare()
         else:
             self.dispatcher.store = self.dispatcher.recorder.store = self.state
+        self.upkeep.opened(self.state, self.clock.time())
+        if self.notifier is None:
+            self.notifier = Notifier(self.home, self.log, lambda: self.scheduler.definitions.defaults
+                                     if self.scheduler is not None else {})
 
     def _close_store(self) -> None:
         if self.state is not None:
@@ -410,6 +401,7 @@ class Daemon:
                 self.dispatcher.recorder.flush_pings()
             if self.dispatcher is not None and self.state is not None:
                 self.dispatcher.reap_children()
+            self.upkeep.stopped(self.state, self.clock.time())
         except Exception as e:  # noqa: BLE001 - shutting down: report and go on releasing
             self.log.error("daemon.teardown_failed", error=str(e), exc_info=True)
         self._close_store()

@@ -30,6 +30,7 @@ class Recorder:
         self._pinger: Pinger | None = None
         self.wait_pings = True  # a command waits for its pings before it exits; the daemon doesn't
         self.on_recorded: Callable[[RunRecord, RunResult], None] | None = None  # the daemon's retries
+        self.to_note = False  # a run ended since the notifier last looked (engine/notifier.py)
 
     def flush_pings(self, timeout: float = 5.0) -> None:
         """Send what is queued before the process exits (bounded: a dead service can't hold us)."""
@@ -52,7 +53,11 @@ class Recorder:
     def record(self, run: RunRecord, result: RunResult) -> bool:
         """Record the run's result (DONE), prune its job's history, and log it."""
         spec = run.job_spec
-        changed, pruned = self.store.finish(run.id, result, spec.keep_runs if spec is not None else None)
+        # A failed attempt that may be retried is held from the notifications until the retry is
+        # decided (the later attempt speaks for the slot): released below, or by the HELD_FOR rule.
+        hold = self.on_recorded is not None and spec is not None and spec.retries > 0 and \
+            result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT)
+        changed, pruned = self.store.finish(run.id, result, spec.keep_runs if spec is not None else None, hold)
         for old in pruned:
             self._remove_run_folder(run.job, old)
         if changed:
@@ -71,6 +76,12 @@ class Recorder:
                     self.pinger.flush()
             if self.on_recorded is not None:
                 self.on_recorded(run, result)
+            if hold:
+                try:
+                    self.store.release_note(run.id)
+                except HermesCronError as e:
+                    self.log.error("notify.release_failed", run_id=run.id, error=str(e))
+            self.to_note = True
         return changed
 
     def _settle_hermes(self, run: RunRecord, argv: list[str], result: RunResult) -> None:

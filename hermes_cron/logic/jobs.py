@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
+from hermes_cron.logic.alerts import KEYS as ALERT_KEYS, check_alerts
 from hermes_cron.logic.durations import JITTER, KILL_GRACE, MISFIRE_GRACE, TIMEOUT, check_duration
 from hermes_cron.errors import InvalidInput
 from hermes_cron.logic.names import check_name
@@ -51,6 +52,11 @@ class Job:
     retries: int = 0  # further attempts of a scheduled slot whose run failed or timed out
     retry_delay: float = 10.0  # before the first retry; doubled for each next one
     retry_max_delay: float = 600.0
+    on_failure: str | None = None  # notifications (logic/alerts.py): a shell command told of each failure,
+    on_success: str | None = None  # ... one told of each success,
+    notify: tuple[str, ...] = ()  # ... webhook URLs (JSON POST) told of both,
+    notify_on: str | None = None  # ... "always" or "change" (None: the defaults')
+    hook_timeout: float | None = None
     anchor: float = 0.0  # interval schedules count their slots from here
     created: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -73,6 +79,7 @@ class Job:
             raise InvalidInput(f"job {self.name!r}: retries {self.retries!r} is out of range: 0 to {MAX_RETRIES}")
         check_duration(self.retry_delay, f"job {self.name!r}: retry delay", RETRY_DELAY)
         check_duration(self.retry_max_delay, f"job {self.name!r}: retry max delay", RETRY_DELAY)
+        check_alerts({k: getattr(self, k) for k in ALERT_KEYS}, f"job {self.name!r}")
         if self.on_lost not in ON_LOST:
             raise InvalidInput(f"job {self.name!r}: on-lost {self.on_lost!r} is not one of {', '.join(ON_LOST)}")
         if self.timeout is not None:
@@ -122,6 +129,12 @@ class Job:
         """What decides the job's fire times: when it changes, the next run is recomputed."""
         return f"{self.schedule}\0{self.tz}\0{self.anchor!r}" + (f"\0{self.jitter!r}" if self.jitter else "")
 
+    def alerts(self, defaults: dict[str, Any]) -> Any:
+        """The notification settings in force for this job (logic/alerts.py)."""
+        from hermes_cron.logic.alerts import Alerts
+
+        return Alerts.of({k: getattr(self, k) for k in ALERT_KEYS}, defaults)
+
     @property
     def hermes(self) -> dict[str, Any] | None:
         """{"id", "name"} for one of the Hermes agent's own jobs (logic/hermes.py), else None."""
@@ -145,6 +158,11 @@ class Job:
         d = {name: getattr(self, name) for name in _STORED_FIELDS}
         d["command"] = list(self.command)
         d["env"] = dict(self.env)
+        for key in ALERT_KEYS:  # written only when set
+            if d[key] in (None, ()):
+                del d[key]
+        if "notify" in d:
+            d["notify"] = list(self.notify)
         d["anchor"] = utc_iso(self.anchor)
         d["created"] = utc_iso(self.created)
         return {**d, **self.extra}
@@ -168,10 +186,17 @@ class Job:
             if not isinstance(env, dict):
                 raise TypeError("env must be an object")
             kw["env"] = tuple(sorted((str(k), str(v)) for k, v in env.items()))
+            if kw.get("notify") is not None:
+                if isinstance(kw["notify"], str) or not isinstance(kw["notify"], list):
+                    raise TypeError("notify must be a list of URLs")
+                kw["notify"] = tuple(kw["notify"])
+            else:
+                kw.pop("notify", None)
             for key in ("anchor", "created"):
                 if key in kw:
                     kw[key] = parse_utc(kw[key])
-            for key in ("timeout", "misfire_grace", "kill_grace", "jitter", "retry_delay", "retry_max_delay"):
+            for key in ("timeout", "misfire_grace", "kill_grace", "jitter", "retry_delay", "retry_max_delay",
+                        "hook_timeout"):
                 if kw.get(key) is not None:
                     if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)):
                         raise TypeError(f"{key} must be a number of seconds")
@@ -182,7 +207,8 @@ class Job:
             for key in ("output_cap", "keep_runs", "retries"):
                 if key in kw and (isinstance(kw[key], bool) or not isinstance(kw[key], int)):
                     raise TypeError(f"{key} must be a whole number")
-            for key in ("name", "schedule", "tz", "overlap", "cwd", "on_lost", "ping"):
+            for key in ("name", "schedule", "tz", "overlap", "cwd", "on_lost", "ping", "on_failure", "on_success",
+                        "notify_on"):
                 if key in kw and kw[key] is not None and not isinstance(kw[key], str):
                     raise TypeError(f"{key} must be a string")
         except (TypeError, ValueError, OverflowError) as e:

@@ -1,0 +1,112 @@
+"""The daemon's notifications (logic/alerts.py decides them, store/journal.py keeps them):
+
+1. note: the runs that ended since (any process may end one) become events, in one transaction of
+   the store with the job's new state, so an event is never lost nor made twice;
+2. send: the events still pending go to a hook runner (engine/hookrun.py), a detached process of
+   its own, which claims each one (at most one runner ever runs an event), runs it with its
+   timeout and records its outcome; the tick never waits for a hook;
+3. sweep (at counted ticks): an event whose runner vanished before recording an outcome is
+   recorded `lost` and not run again; one a runner never claimed is handed to a new runner.
+
+Events pending when the daemon stopped or crashed are sent by the next daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from typing import Any, Callable
+
+from hermes_cron.contract.paths import Home
+from hermes_cron.errors import HermesCronError
+from hermes_cron.logic.alerts import Alerts, decide
+from hermes_cron.logic.zones_lite import utc_iso
+from hermes_cron.store.base import RunRecord
+from hermes_cron.store.journal import Planned
+from hermes_cron.store.runfiles import RunFiles
+
+TAIL = 4096  # bytes of output a hook is given
+REASON = 2000
+
+
+def payload(home: Home, run: RunRecord, event: str, previous: str | None, host: str) -> dict[str, Any]:
+    """The facts a hook is given (JSON on stdin or in the POST; HERMES_CRON_* variables)."""
+    tail = RunFiles(home.run_dir(run.job, run.id)).tail(TAIL) if run.started_at is not None else ""
+    return {"event": event, "job": run.job, "run_id": run.id, "attempt": run.attempt, "trigger": str(run.trigger),
+            "scheduled": utc_iso(run.scheduled), "started_at": utc_iso(run.started_at),
+            "ended_at": utc_iso(run.ended_at), "status": None if run.outcome is None else str(run.outcome),
+            "exit_code": run.exit_code, "signal": run.signal, "reason": (run.reason or "")[:REASON] or None,
+            "missed_count": run.missed_count, "output_tail": tail, "previous_state": previous, "host": host,
+            "home": home.root}
+
+
+class Notifier:
+    def __init__(self, home: Home, log: Any, defaults: Callable[[], dict]):
+        self.home = home
+        self.log = log
+        self.defaults = defaults
+        self.host = socket.gethostname()
+        self.due = True  # runs may have ended unnoted (by us, by a command, before a restart)
+        self._runners: dict[int, subprocess.Popen] = {}  # event id -> the runner it was handed to
+        self._defaults: dict = {}  # as last read (a file that can't be read now keeps them)
+
+    def plan(self, run: RunRecord, previous: str | None, retried: bool) -> Planned:
+        if retried:
+            return Planned(None, [])  # the slot's later attempt speaks for it
+        spec = run.job_spec
+        own = {} if spec is None else {k: getattr(spec, k) for k in ("on_failure", "on_success", "notify",
+                                                                      "notify_on", "hook_timeout")}
+        alerts = Alerts.of(own, self._defaults)
+        state, event, targets = decide(str(run.outcome), previous, alerts)
+        if not targets:
+            return Planned(state, [])
+        body = json.dumps(payload(self.home, run, str(event), previous, self.host))
+        return Planned(state, [(str(event), kind, target, body, alerts.hook_timeout) for kind, target in targets])
+
+    def step(self, store: Any, now: float, sweep: bool) -> None:
+        """Note what ended, and send what is pending; with `sweep`, settle vanished runners."""
+        self.due = False
+        try:
+            self._defaults = self.defaults()
+        except HermesCronError:
+            pass
+        try:
+            made = store.note_runs(self.plan, now)
+            if made:
+                self.log.info("notify.events", made=made)
+            pending = []
+            for e in store.open_events():
+                runner = self._runners.get(e.id)
+                if e.state == "pending" and (runner is None or (sweep and runner.poll() is not None)):
+                    pending.append(e.id)  # never handed out, or its runner ended without claiming it
+                elif e.state == "running" and sweep and e.runner is not None and not e.runner.alive():
+                    store.end_event(e.id, None, now, "lost", None, f"its runner (pid {e.runner_pid}) ended before "
+                                    "recording how the hook went; not run again (at most once)")
+                    self.log.warning("notify.lost", event_id=e.id, job=e.job, runner_pid=e.runner_pid)
+        except HermesCronError as err:
+            self.log.error("notify.failed", error=str(err))
+            self.due = True
+            return
+        if pending:
+            self._launch(pending)
+        for event_id, runner in list(self._runners.items()):
+            if runner.poll() is not None:
+                del self._runners[event_id]
+
+    def _launch(self, ids: list[int]) -> None:
+        argv = [sys.executable, "-m", "hermes_cron.engine.hookrun", "--home", self.home.root]
+        if self.home.store:
+            argv += ["--store", self.home.store]
+        try:
+            runner = subprocess.Popen([*argv, *map(str, ids)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                                      cwd="/", env=os.environ.copy())
+        except OSError as e:
+            self.log.error("notify.runner_failed", error=str(e), events=ids)
+            return
+        for event_id in ids:
+            self._runners[event_id] = runner
+        self.log.info("notify.sending", events=ids, runner_pid=runner.pid)
