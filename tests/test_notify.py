@@ -253,3 +253,32 @@ def test_notification_settings_are_checked(cli):
     assert r.returncode == 0, r.stderr
     job = json.loads(cli("show", "x", "--json").stdout)
     assert job.get("notify") in (None, []) and job["on_failure"] == "logger failed"
+
+
+def test_on_the_shared_store_a_lost_run_is_told_once_by_a_peer(tmp_path, pg_url, receiver):
+    """Node a dies with a run going on; node b settles the run `lost` and tells of it through the
+    defaults kept in the database."""
+    from test_pg_store import hosts, start_long_run_on
+
+    a, b = hosts(tmp_path, pg_url, 2)
+    assert a[1]("db", "init").returncode == 0
+    assert a[1]("defaults", "--notify", f"{receiver.url}/cluster").returncode == 0
+    d_a = start_long_run_on(a, pg_url, tmp_path)
+    from daemon_harness import DaemonProc
+
+    d_b = DaemonProc(b[0], "--lease", "4", log_name="b.log", HERMES_CRON_STORE=pg_url, HERMES_CRON_NODE="b")
+    try:
+        d_b.wait_started()
+        d_a.kill9()
+        wait_for(lambda: "lost" in receiver.events(), 40, what="the lost event")
+        assert d_b.stop() == 0
+        assert receiver.events() == ["lost"]
+        body = receiver.bodies[0]
+        assert body["job"] == "long" and body["status"] == "lost" and "renewing" in body["reason"]
+        runs = json.loads(b[1]("history", "long", "--json").stdout)
+        [n] = runs[0]["notifications"]
+        assert n["event"] == "lost" and n["status"] == "ok"
+    finally:
+        for d in (d_a, d_b):
+            if d.proc.poll() is None:
+                d.proc.kill()

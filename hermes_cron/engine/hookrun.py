@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -158,10 +159,10 @@ def main(argv: list[str]) -> int:
     from hermes_cron.store.opening import open_store
 
     home = Home(args.home, args.store)
-    me = ProcId.me()
+    me, host = ProcId.me(), socket.gethostname()
     store = open_store(home)
     try:
-        mine = [e for e in store.events(args.ids) if e.state == "pending" and store.claim_event(e.id, me, time.time())]
+        mine = [e for e in store.events(args.ids) if e.state == "pending" and store.claim_event(e.id, host, me, time.time())]
         done: queue.SimpleQueue = queue.SimpleQueue()
         for e in mine:
             threading.Thread(target=lambda e=e: done.put((e, run_event(e))), daemon=True).start()

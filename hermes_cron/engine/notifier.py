@@ -82,7 +82,8 @@ class Notifier:
                 runner = self._runners.get(e.id)
                 if e.state == "pending" and (runner is None or (sweep and runner.poll() is not None)):
                     pending.append(e.id)  # never handed out, or its runner ended without claiming it
-                elif e.state == "running" and sweep and e.runner is not None and not e.runner.alive():
+                elif e.state == "running" and sweep and e.runner_host == self.host and e.runner is not None \
+                        and not e.runner.alive():  # (another host's runner is that host's to settle)
                     store.end_event(e.id, None, now, "lost", None, f"its runner (pid {e.runner_pid}) ended before "
                                     "recording how the hook went; not run again (at most once)")
                     self.log.warning("notify.lost", event_id=e.id, job=e.job, runner_pid=e.runner_pid)

@@ -33,6 +33,7 @@ HELD_FOR = 60.0  # a run held for its retry decision is noted anyway this long a
 # noted: NULL nothing to do (old, open or skipped runs; noted already), 0 to note, 2 held while the
 # daemon decides on a retry (a crash in between leaves it to the HELD_FOR rule).
 TO_NOTE, HELD = 0, 2
+RETRIED = ("failed", "timed_out")  # the outcomes --retries tries again
 
 
 
@@ -44,7 +45,8 @@ def noted(outcome: Any, hold: bool) -> int | None:
 SQLITE_TABLES = """
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL, job TEXT NOT NULL,
     event TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, payload TEXT NOT NULL, timeout REAL NOT NULL,
-    created_at REAL NOT NULL, state TEXT NOT NULL, runner_pid INTEGER, runner_start INTEGER, started_at REAL,
+    created_at REAL NOT NULL, state TEXT NOT NULL, runner_host TEXT, runner_pid INTEGER, runner_start INTEGER,
+    started_at REAL,
     ended_at REAL, status TEXT, exit_code INTEGER, detail TEXT);
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id);
 CREATE INDEX IF NOT EXISTS events_open ON events(id) WHERE state != 'done';
@@ -60,7 +62,8 @@ CREATE INDEX IF NOT EXISTS job_history_job ON job_history(job, id);
 PG_TABLES = [
     "CREATE TABLE hc_events (id bigserial PRIMARY KEY, run_id bigint NOT NULL, job text NOT NULL, event text NOT NULL, "
     "kind text NOT NULL, target text NOT NULL, payload text NOT NULL, timeout double precision NOT NULL, "
-    "created_at double precision NOT NULL, state text NOT NULL, runner_pid integer, runner_start bigint, "
+    "created_at double precision NOT NULL, state text NOT NULL, runner_host text, runner_pid integer, "
+    "runner_start bigint, "
     "started_at double precision, ended_at double precision, status text, exit_code integer, detail text)",
     "CREATE INDEX hc_events_run ON hc_events (run_id)",
     "CREATE INDEX hc_events_open ON hc_events (id) WHERE state <> 'done'",
@@ -129,6 +132,7 @@ class Event:
     timeout: float
     created_at: float
     state: str
+    runner_host: str | None
     runner_pid: int | None
     runner_start: int | None
     started_at: float | None
@@ -151,7 +155,7 @@ class Event:
                 "ended_at": utc_iso(self.ended_at)}
 
 
-_EVENT_COLUMNS = ("id, run_id, job, event, kind, target, payload, timeout, created_at, state, runner_pid, "
+_EVENT_COLUMNS = ("id, run_id, job, event, kind, target, payload, timeout, created_at, state, runner_host, runner_pid, "
                   "runner_start, started_at, ended_at, status, exit_code, detail")
 
 
@@ -178,7 +182,7 @@ def note_runs(cur, d: Dialect, plan: Callable[[RunRecord, str | None, bool], Pla
         retried = bool(_rows(cur, d("SELECT 1 FROM {runs} WHERE job = ? AND scheduled IS ? AND attempt > ? "
                                     "AND trigger = ? LIMIT 1"),
                              (run.job, run.scheduled, run.attempt, str(run.trigger)))) \
-            if run.scheduled is not None else False
+            if run.scheduled is not None and str(run.outcome) in RETRIED else False
         planned = plan(run, states[run.job], retried)
         for event, kind, target, payload, timeout in planned.events:
             cur.execute(d("INSERT INTO {events} (run_id, job, event, kind, target, payload, timeout, created_at, state) "
@@ -186,8 +190,8 @@ def note_runs(cur, d: Dialect, plan: Callable[[RunRecord, str | None, bool], Pla
                         (run.id, run.job, event, kind, target, payload, timeout, now))
             made += 1
         if planned.state is not None and planned.state != states[run.job]:
-            cur.execute(d("DELETE FROM {alert_state} WHERE job = ?"), (run.job,))
-            cur.execute(d("INSERT INTO {alert_state} (job, state, since, run_id) VALUES (?, ?, ?, ?)"),
+            cur.execute(d("INSERT INTO {alert_state} (job, state, since, run_id) VALUES (?, ?, ?, ?) ON CONFLICT (job) "
+                          "DO UPDATE SET state = excluded.state, since = excluded.since, run_id = excluded.run_id"),
                         (run.job, planned.state, run.ended_at or now, run.id))
             states[run.job] = planned.state
     if runs:
@@ -225,10 +229,10 @@ def events_of_runs(cur, d: Dialect, run_ids: list[int]) -> dict[int, list[Event]
     return found
 
 
-def claim_event(cur, d: Dialect, event_id: int, runner: ProcId, now: float) -> bool:
-    """pending -> running, by this runner: at most one runner ever runs an event."""
-    cur.execute(d("UPDATE {events} SET state = 'running', runner_pid = ?, runner_start = ?, started_at = ? "
-                  "WHERE id = ? AND state = 'pending'"), (runner.pid, runner.start, now, event_id))
+def claim_event(cur, d: Dialect, event_id: int, host: str, runner: ProcId, now: float) -> bool:
+    """pending -> running, by this runner (of this host): at most one runner ever runs an event."""
+    cur.execute(d("UPDATE {events} SET state = 'running', runner_host = ?, runner_pid = ?, runner_start = ?, "
+                  "started_at = ? WHERE id = ? AND state = 'pending'"), (host, runner.pid, runner.start, now, event_id))
     return cur.rowcount == 1
 
 
@@ -353,9 +357,9 @@ class Journal:
         with self._read() as cur:
             return events_of_runs(cur, self._dialect, run_ids)
 
-    def claim_event(self, event_id: int, runner: ProcId, now: float) -> bool:
+    def claim_event(self, event_id: int, host: str, runner: ProcId, now: float) -> bool:
         with self._write() as cur:
-            return claim_event(cur, self._dialect, event_id, runner, now)
+            return claim_event(cur, self._dialect, event_id, host, runner, now)
 
     def end_event(self, event_id: int, runner: ProcId | None, now: float, status: str, exit_code: int | None,
                   detail: str | None) -> bool:
