@@ -65,7 +65,7 @@ def sync_schedule(store: Store, defs: Definitions, now: float, home: Home | None
         defs = with_hermes(defs, home)
     with store.tick() as tx:
         changes, _ = reconcile.plan(tx.sched_rows(), defs.jobs, now, boot_id())
-        tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()})
+        tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()}, now)
 
 
 def nudge_daemon(home: Home) -> bool:
