@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from hermes_cron.cli import alerts, daemon, db, hermes, importing, jobs, metrics, runs  # noqa: F401 - registers the commands
+from hermes_cron.cli import alerts, daemon, db, explain, hermes, importing, jobs, metrics, runs  # noqa: F401 - registers the commands
 from hermes_cron.cli.common import cli
 from hermes_cron.errors import HermesCronError
 
