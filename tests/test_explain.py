@@ -452,6 +452,26 @@ def test_a_slot_missed_while_the_daemon_was_stopped(cli, home, daemons):
 
 
 @pytest.mark.slow
+def test_a_daemon_killed_with_9_is_dated_at_its_last_tick(cli, home, daemons):
+    """kill -9 leaves the daemon's up-time open; the next start closes it as crashed at the last
+    tick it noted (cron/.daemon_seen, every tick), not at its last heartbeat."""
+    add(cli, "often", "*/2 * * * * *", "true", tz="UTC", misfire_grace="1s")
+    d = daemons("--heartbeat-every", "1000")  # the database hears of it at its start only
+    d.wait_started()
+    wait_for(lambda: len([r for r in runs(home, "often") if r.outcome == "succeeded"]) >= 3, 15, what="runs")
+    d.kill9()
+    killed = time.time()
+    wait_for(lambda: time.time() > killed + 6, 10, interval=0.1, what="slots to pass with no daemon")
+    d2 = daemons()
+    d2.wait_started()
+    missed = wait_for(lambda: [r for r in runs(home, "often") if r.outcome == "missed"], 15, what="a missed record")
+    assert d2.stop() == 0
+    e = explain(cli, "often", "--at", utc_iso(missed[0].first_missed))
+    assert e["verdict"] == "missed" and e["down_how"] == "crashed", e
+    assert killed - 2.5 < ts(e["down_from"]) <= killed, (e["down_from"], killed)
+
+
+@pytest.mark.slow
 def test_a_paused_job_with_a_daemon(cli, home, daemons):
     add(cli, "nap", "*/2 * * * * *", "true", tz="UTC")
     d = daemons()

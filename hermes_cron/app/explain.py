@@ -54,7 +54,8 @@ def gather(home: Home, name: str, now: float | None = None) -> Facts:
     return Facts(job=name, now=now, current=current, changes=changes, runs=runs, uptimes=uptimes,
                  lock_wait=hb.lock_wait if hb is not None else None,
                  daemon_pid=found.proc.pid if found.proc is not None else None,
-                 tick_interval=hb.tick_interval if hb is not None else 60.0)
+                 tick_interval=hb.tick_interval if hb is not None else 60.0,
+                 seen_every=(hb.tick_interval if home.store else hb.interval_s) if hb is not None else 300.0)
 
 
 def explain(home: Home, name: str, at: str | None = None, last: int = 1, now: float | None = None) -> list[Explanation]:

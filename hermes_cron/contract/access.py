@@ -24,7 +24,7 @@ PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 OUR_NAMES = ("hermes-cron-jobs.json", "state.db", "state.db-wal", "state.db-shm", ".hermes-cron-jobs.lock",
              ".tick.lock",
              ".daemon.lock", ".ticker_heartbeat", "hermes-cron.pid", ".stopped", "runs", "daemon.log",
-             "daemon.stderr", ".watchdog.json", ".watchdog.lock", "hermes-cron-hermes.json")
+             "daemon.stderr", ".watchdog.json", ".watchdog.lock", "hermes-cron-hermes.json", ".daemon_seen")
 
 
 def home_owner(root: str) -> tuple[int, int] | None:

@@ -104,6 +104,11 @@ class Home:
         return self._in(".ticker_heartbeat")
 
     @property
+    def seen(self) -> str:
+        """When the daemon last ticked (engine/upkeep.py), written every tick without a flush."""
+        return self._in(".daemon_seen")
+
+    @property
     def pidfile(self) -> str:
         return self._in("hermes-cron.pid")
 

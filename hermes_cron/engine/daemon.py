@@ -74,7 +74,7 @@ class Daemon:
             from hermes_cron.engine.cluster import Cluster
 
             self.cluster = Cluster(home, self.me, log, settings.lease, settings.tick_interval)
-        self.upkeep = Upkeep(node_of(home, self.cluster), self.me, log)
+        self.upkeep = Upkeep(home, node_of(home, self.cluster), self.me, log, shared=self.cluster is not None)
         self.notifier: Notifier | None = None
         self.scheduler: Scheduler | None = None
         self.dispatcher: Dispatcher | None = None
@@ -158,7 +158,7 @@ class Daemon:
             self.health.last_ok_tick = now
             self.health.consecutive_failures = 0
             if counted:
-                self.upkeep.ticked(self.state, now)
+                self.upkeep.ticked(self.state, now, self.health.ticks % self.settings.heartbeat_every == 0)
                 self.notifier.step(self.state, now, sweep=True)
             if counted and self.settings.ping:
                 self.dispatcher.recorder.pinger.send(self.settings.ping, "tick")

@@ -32,6 +32,7 @@ class Facts:
     lock_wait: Any = None  # LockWait(since, holder_pid, holder_command) of the live daemon
     daemon_pid: int | None = None  # the daemon running now, if any
     tick_interval: float = 60.0
+    seen_every: float = 300.0  # how often an up-time's seen_at is refreshed (local store: each heartbeat)
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,9 @@ def up_end(f: Facts, u: Any) -> float:
     """When an up-time ended: its stop, else now while it is seen ticking, else its last tick."""
     if u.stopped_at is not None:
         return u.stopped_at
-    return f.now if f.now - u.seen_at <= 3 * f.tick_interval + 5 else u.seen_at
+    if f.daemon_pid is not None and u.pid == f.daemon_pid:
+        return f.now  # the daemon running now
+    return f.now if f.now - u.seen_at <= 2 * max(f.seen_every, f.tick_interval) + 5 else u.seen_at
 
 
 def daemons_at(f: Facts, t: float) -> tuple[Any, Any, Any] | None:

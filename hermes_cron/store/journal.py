@@ -260,11 +260,14 @@ def drop_events(cur, d: Dialect, run_ids: list[int]) -> None:
 
 # daemons' up-times --------------------------------------------------------------------------
 
-def daemon_started(cur, d: Dialect, node: str, me: ProcId, now: float) -> int:
-    """Record a daemon's start; a row of this node still open is one that crashed (it was last
-    seen at its seen_at). Keeps the newest KEEP_DAEMONS rows."""
-    cur.execute(d("UPDATE {daemons} SET how = 'crashed', stopped_at = seen_at WHERE node = ? AND how = 'up'"),
-                (node,))
+def daemon_started(cur, d: Dialect, node: str, me: ProcId, now: float, last_seen: float | None = None) -> int:
+    """Record a daemon's start; a row of this node still open is one that crashed: it was last
+    seen at its seen_at, or at `last_seen` (the node's own note of its last tick) if later but
+    not after its start. Keeps the newest KEEP_DAEMONS rows."""
+    cur.execute(d("UPDATE {daemons} SET how = 'crashed', stopped_at = CASE WHEN ? > seen_at AND ? <= ? THEN ? "
+                  "ELSE seen_at END, seen_at = CASE WHEN ? > seen_at AND ? <= ? THEN ? ELSE seen_at END "
+                  "WHERE node = ? AND how = 'up'"),
+                (*((last_seen or 0.0, last_seen or 0.0, now, last_seen) * 2), node))
     cur.execute(d("INSERT INTO {daemons} (node, pid, pid_start, started_at, seen_at, how) "
                   "VALUES (?, ?, ?, ?, ?, 'up') RETURNING id"), (node, me.pid, me.start, now, now))
     row_id = int(cur.fetchone()[0])
@@ -337,6 +340,11 @@ class Journal:
     def _write(self) -> Any: ...
     def _read(self) -> Any: ...
 
+    def _write_light(self) -> Any:
+        """A write that may be lost to a power cut (SQLite: no fsync), for facts that are
+        refreshed anyway: the idle daemon's tick then costs no disk flush."""
+        return self._write()
+
     def note_runs(self, plan: Callable[[RunRecord, str | None, bool], Planned], now: float) -> int:
         with self._write() as cur:
             return note_runs(cur, self._dialect, plan, now)
@@ -366,12 +374,12 @@ class Journal:
         with self._write() as cur:
             return end_event(cur, self._dialect, event_id, runner, now, status, exit_code, detail)
 
-    def daemon_started(self, node: str, me: ProcId, now: float) -> int:
+    def daemon_started(self, node: str, me: ProcId, now: float, last_seen: float | None = None) -> int:
         with self._write() as cur:
-            return daemon_started(cur, self._dialect, node, me, now)
+            return daemon_started(cur, self._dialect, node, me, now, last_seen)
 
     def daemon_seen(self, row_id: int, now: float) -> None:
-        with self._write() as cur:
+        with self._write_light() as cur:
             daemon_seen(cur, self._dialect, row_id, now)
 
     def daemon_stopped(self, row_id: int, now: float) -> None:

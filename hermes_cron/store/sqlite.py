@@ -53,6 +53,11 @@ class SqliteStore(Journal):
             yield c.cursor()
 
     @contextmanager
+    def _write_light(self) -> Iterator[sqlite3.Cursor]:
+        with self.db.transaction(durable=False) as c:
+            yield c.cursor()
+
+    @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
         with self.db.reading() as c:
             yield c.cursor()

@@ -235,8 +235,20 @@ class Database:
             raise _translate(e, self.path, self.busy_timeout) from None
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: one writer at a time, with the bounded busy wait."""
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: one writer at a time, with the bounded busy wait. Not
+        `durable`: the commit is not flushed to disk (synchronous=NORMAL for it)."""
+        if not durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._transaction() as c:
+                yield c
+        finally:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
