@@ -168,9 +168,9 @@ def idle(seconds: float) -> dict:
         cpu0, wake0, t0 = d.cpu_s(), d.wakeups(), time.monotonic()
         time.sleep(seconds)
         cpu1, wake1, t1 = d.cpu_s(), d.wakeups(), time.monotonic()
-        rss = d.rss_mb()
+        rss, spare = d.rss_mb(), d.children_private_mb()
         d.stop()
-        return {"rss_mb": round(rss, 1), "cpu_ms": round((cpu1 - cpu0) * 1000, 2),
+        return {"rss_mb": round(rss, 1), "spare_private_mb": round(spare, 1), "cpu_ms": round((cpu1 - cpu0) * 1000, 2),
                 "wakeups": wake1 - wake0, "seconds": round(t1 - t0, 1)}
     finally:
         shutil.rmtree(home, ignore_errors=True)

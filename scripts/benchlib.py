@@ -165,6 +165,19 @@ class Daemon:
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def children_private_mb(self) -> float:
+        """The private memory (USS: pages no other process shares) of the daemon's children: the
+        spare supervisor, when idle. Shared pages are counted once, in the daemon's RSS."""
+        import psutil
+
+        total = 0
+        for child in psutil.Process(self.pid).children():
+            try:
+                total += child.memory_full_info().uss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
     def cpu_s(self) -> float:
         """CPU time so far, in seconds, to the nanosecond (schedstat), not to the clock tick."""
         with open(f"/proc/{self.pid}/schedstat") as f:

@@ -24,6 +24,7 @@ from hermes_cron.logic import reconcile
 from hermes_cron.logic.hermes import requested
 from hermes_cron.logic.jobs import Job
 from hermes_cron.logic.policy import Decision, decide
+from hermes_cron.logic.schedule import IntervalSchedule
 from hermes_cron.logic.run import Outcome, RunState, Trigger
 from hermes_cron.store import definitions
 from hermes_cron.store.base import Advance, NewRun, Store, TickTransaction
@@ -75,6 +76,18 @@ class TickReport:
     broken: list[tuple[str, str]] = field(default_factory=list)  # (job, why): jobs whose times can't be computed
 
 
+class _Primed:
+    """A job's schedule with the slot after `first` worked out already (before the tick lock)."""
+
+    __slots__ = ("schedule", "first", "following")
+
+    def __init__(self, schedule: Any, first: float, following: float | None):
+        self.schedule, self.first, self.following = schedule, first, following
+
+    def next_after(self, t: float) -> float | None:
+        return self.following if t == self.first else self.schedule.next_after(t)
+
+
 class Scheduler:
     """Claims due runs for one home. Holds the store and a cache of hermes-cron-jobs.json."""
 
@@ -96,6 +109,7 @@ class Scheduler:
         self._diff_for: Definitions | None = None
         self._invalid_seen: dict[str, str] = {}  # name -> reason, as last reported
         self._invalid_for: Definitions | None = None
+        self._ahead: dict[str, _Primed] = {}  # due jobs' next slots, worked out by _prepare
 
     @property
     def definitions(self) -> Definitions:
@@ -178,14 +192,16 @@ class Scheduler:
             lock.release()
 
     def _prepare(self, defs: Definitions, now: float) -> None:
-        """Outside the lock: compile the schedules and freeze the specs of the jobs about to be
-        due, so that the tick under the lock only decides and writes."""
-        for name, _ in self.store.due(now):
+        """Outside the lock: compile the schedules, freeze the specs and work out the next slot
+        of the jobs about to be due, so that the tick under the lock only decides and writes."""
+        self._ahead = {}
+        for name, first in self.store.due(now):
             job = defs.jobs.get(name)
             if job is not None:
                 try:
-                    job.compiled  # noqa: B018
                     job.spec_json  # noqa: B018
+                    if not isinstance(job.compiled, IntervalSchedule):  # (an interval's next slot is a sum)
+                        self._ahead[name] = _Primed(job.compiled, first, job.compiled.next_after(first))
                 except _UNSCHEDULABLE:
                     pass  # _decide meets it again under the lock, and sets the job aside
 
@@ -233,8 +249,9 @@ class Scheduler:
         for name, first in due:
             job = self._job(name)
             try:
-                d: Decision = decide(job.compiled, first, now, job.misfire_grace, job.overlap,
-                                     tuple(in_flight.get(name, ())))
+                primed = self._ahead.get(name)
+                d: Decision = decide(primed if primed is not None and primed.first == first else job.compiled, first,
+                                     now, job.misfire_grace, job.overlap, tuple(in_flight.get(name, ())))
                 spec = job.spec_json
             except _UNSCHEDULABLE as e:
                 # One job whose times can't be computed never stops the others: it is set aside

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS sched (
     boot_id TEXT
 );
 CREATE INDEX IF NOT EXISTS sched_due ON sched(next_run) WHERE enabled = 1 AND next_run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sched_reboot ON sched(job) WHERE kind = 'reboot';
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job TEXT NOT NULL,
