@@ -1,0 +1,52 @@
+"""`hermes-cron status` on its quick path (cli/quick.py): the same answer as the click command,
+without loading click; anything but a plain status command line goes to click."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import cli_env
+from hermes_cron.cli.quick import parse
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["status"], {"json": False, "--home": None, "--store": None}),
+    (["--home", "/h", "status", "--json"], {"json": True, "--home": "/h", "--store": None}),
+    (["status", "--home=/h", "--store", "postgresql://db/x"], {"json": False, "--home": "/h",
+                                                               "--store": "postgresql://db/x"}),
+])
+def test_plain_status_lines_are_taken(args, expected):
+    assert parse(args) == expected
+
+
+@pytest.mark.parametrize("args", [["status", "--cluster"], ["status", "--help"], ["list"], ["--home"], [],
+                                  ["--json", "status"], ["status", "status"], ["status", "--home", "--json"],
+                                  ["--version"], ["status", "--json", "--json"]])
+def test_anything_else_goes_to_click(args):
+    assert parse(args) is None
+
+
+def _run(home, code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(home), timeout=60)
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_the_quick_path_answers_as_click_does_without_click(cli, home, extra):
+    cli("add", "x", "-s", "every 1h", "--", "true", check=True)
+    quick = _run(home, "import sys, atexit\n"
+                       "atexit.register(lambda: print('click loaded' if 'click' in sys.modules else '', file=sys.stderr))\n"
+                       f"from hermes_cron.cli import main; main(['status', *{extra!r}])")
+    full = _run(home, f"from hermes_cron.cli.main import main; main(['status', *{extra!r}])")
+    assert quick.returncode == full.returncode == 3
+    assert quick.stdout == full.stdout and "not running" in quick.stdout or '"running": false' in quick.stdout
+    assert "click loaded" not in quick.stderr
+
+
+def test_errors_are_one_line_with_their_exit_code(cli, tmp_path):
+    not_a_folder = tmp_path / "afile"
+    not_a_folder.write_text("")
+    r = cli("--home", str(not_a_folder), "status")
+    assert r.returncode == 8 and r.stderr == f"hermes-cron: {not_a_folder} is not a folder\n"
