@@ -20,7 +20,8 @@ import subprocess
 
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.engine.launch import Launch
-from hermes_cron.engine.supervisor import StopFlag, Supervisor, job_environment
+from hermes_cron.engine.jobrun import job_environment
+from hermes_cron.engine.supervisor import StopFlag, Supervisor
 from hermes_cron.errors import HomeError
 from hermes_cron.logic.run import Outcome, RunResult
 from hermes_cron.store.runfiles import CRASH, supervisor_token

@@ -204,3 +204,12 @@ def requested(hj: HermesJob, now: float, last_slot: float | None, next_slot: flo
     if last_slot is not None and t <= last_slot + 1.0:
         return False
     return next_slot is None or next_slot > now + 1.0
+
+
+def runner_said(tail: bytes) -> str | None:
+    """The last "hermes-cron: ..." line a Hermes job's runner wrote (RUNNER_SAYS), without
+    the prefix: why it skipped, or how Hermes recorded a failure."""
+    for line in reversed(tail.decode(errors="replace").splitlines()):
+        if line.startswith(RUNNER_SAYS):
+            return line.removeprefix(RUNNER_SAYS).strip()[:500]
+    return None
