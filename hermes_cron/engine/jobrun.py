@@ -121,11 +121,10 @@ class _Run:
             return self.files.take_token(self.token, self.dir_fd)
         try:
             os.link(self.token_tmp, TOKEN, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
-            return True
+            return True  # (the copy is removed by record_job(), after the burst's starts)
         except FileExistsError:
-            return False
-        finally:
             self._drop_token_tmp()
+            return False
 
     def write_result(self, data: bytes) -> None:
         """The run's result.json, replaced whole; not fsynced: a result lost to a power cut is
@@ -216,6 +215,7 @@ class _Run:
         else:
             self.files.write(JOB_PID, line, self.dir_fd)
         self.pidfd = os.pidfd_open(self.proc.pid)
+        self._drop_token_tmp()
 
     def close(self) -> None:
         if self.proc is None:  # made ahead for a run that never started here
