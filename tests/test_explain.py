@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from conftest import wait_for
-from daemon_harness import DaemonProc, kill_leftovers, runs
+from daemon_harness import runs
 from hermes_cron.contract.heartbeat import LockWait
 from hermes_cron.errors import InvalidInput
 from hermes_cron.logic.explain import Facts, Moment, explain_at, explain_last, read_moment
@@ -21,7 +21,7 @@ from hermes_cron.logic.zones import load_zone
 from hermes_cron.logic.zones_lite import utc_iso
 from hermes_cron.store.base import RunRecord
 from hermes_cron.store.journal import DefChange, Uptime
-from test_daemon import add
+from test_daemon import add, daemons  # noqa: F401  (fixture)
 
 UTC = timezone.utc
 
@@ -361,23 +361,6 @@ def test_read_moment():
 
 
 # with a real daemon ----------------------------------------------------------------------------
-
-@pytest.fixture
-def daemons(home):
-    started: list[DaemonProc] = []
-
-    def start(*args: str, **kw) -> DaemonProc:
-        d = DaemonProc(home, *args, log_name=f"daemon{len(started)}.log", **kw)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
-    kill_leftovers(home)
-
 
 def explain(cli, *args: str):
     r = cli("explain", *args, "--json")
