@@ -74,7 +74,7 @@ class Daemon:
             from hermes_cron.engine.cluster import Cluster
 
             self.cluster = Cluster(home, self.me, log, settings.lease, settings.tick_interval)
-        self.upkeep = Upkeep(home, node_of(home, self.cluster), self.me, log, shared=self.cluster is not None)
+        self.upkeep = Upkeep(home, node_of(self.cluster), self.me, log, shared=self.cluster is not None)
         self.notifier: Notifier | None = None
         self.scheduler: Scheduler | None = None
         self.dispatcher: Dispatcher | None = None

@@ -57,9 +57,7 @@ class Notifier:
         if retried:
             return Planned(None, [])  # the slot's later attempt speaks for it
         spec = run.job_spec
-        own = {} if spec is None else {k: getattr(spec, k) for k in ("on_failure", "on_success", "notify",
-                                                                      "notify_on", "hook_timeout")}
-        alerts = Alerts.of(own, self._defaults)
+        alerts = spec.alerts(self._defaults) if spec is not None else Alerts.of({}, self._defaults)
         state, event, targets = decide(str(run.outcome), previous, alerts)
         if not targets:
             return Planned(state, [])

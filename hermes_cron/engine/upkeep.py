@@ -24,7 +24,7 @@ from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.errors import HermesCronError, HomeError
 
 
-def node_of(home: Any, cluster: Any) -> str:
+def node_of(cluster: Any) -> str:
     """The name the up-times are kept under: the cluster's node, or this host."""
     return cluster.node if cluster is not None else socket.gethostname()
 

@@ -56,7 +56,7 @@ def _defaults(found) -> object:
     try:
         return json.loads(found[0]) if found else {}
     except ValueError:
-        return {"?": "not JSON"}
+        return found[0]  # kept as it is; read_defaults() says it is not an object
 
 
 def set_defaults(home: Home, change: Callable[[dict], dict]) -> dict:

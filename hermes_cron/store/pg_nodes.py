@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 
 from hermes_cron.contract.paths import Home
+from hermes_cron.store.journal import TO_NOTE
 from hermes_cron.store.postgres import COUNT
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
@@ -85,7 +86,8 @@ def settle_expired(db, node: str, epoch: int, lease: float) -> list[Lost]:
         expired = cur.fetchall()
         for run_id, job, owner, owner_epoch, spec, scheduled, trigger, attempt in expired:
             rerun = attempt == 1 and _on_lost(spec) == "rerun"
-            cur.execute(f"UPDATE hc_runs SET state = 'done', status = 'lost', ended_at = {_NOW}, noted = 0, reason = %s "
+            cur.execute(f"UPDATE hc_runs SET state = 'done', status = 'lost', ended_at = {_NOW}, noted = {TO_NOTE}, "
+                        "reason = %s "
                         "WHERE id = %s AND state <> 'done'",
                         (f"its host ({owner}) stopped renewing its lease: dead, frozen or cut off from the store; "
                          + ("run again once (--on-lost rerun)" if rerun else "not run again (at most once)"), run_id))

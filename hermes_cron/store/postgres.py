@@ -21,7 +21,7 @@ from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.logic.run import Outcome, RunResult, RunState
 from hermes_cron.store.rows import COLUMNS, RAN, record, states
 from hermes_cron.store.base import Advance, NewRun, Request, RunRecord, SchedChange, SchedRow
-from hermes_cron.store.journal import PG, Journal, drop_events, noted, record_changes
+from hermes_cron.store.journal import PG, TO_NOTE, Journal, drop_events, noted, record_changes
 from hermes_cron.store.pg_db import PgDatabase
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM hc_runs"
@@ -335,7 +335,7 @@ class _PgTick:
                  r.claimed_at, r.claimed_at if r.state is RunState.DONE else None,
                  owner.pid if owner else None, owner.start if owner else None, s.node, s.epoch, claimed, s.lease,
                  json.dumps(list(r.replaces)) if r.replaces else None, r.spec, r.missed_count, r.first_missed,
-                 r.reason, 0 if r.outcome is Outcome.MISSED else None))
+                 r.reason, TO_NOTE if r.outcome is Outcome.MISSED else None))
             found = self.cur.fetchone()
             ids.append(int(found[0]) if found else None)
             if found and r.outcome is not None:
