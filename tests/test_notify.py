@@ -5,60 +5,21 @@ and an event never run twice."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
+from http_receiver import Receiver, receiver  # noqa: F401  (fixture)
 from conftest import cli_env, wait_for
 from daemon_harness import finished
 from hermes_cron.store.sqlite import SqliteStore
 from test_daemon import add, daemons  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
-
-
-class Receiver:
-    """A webhook service: keeps every JSON body it is sent; answers `status`."""
-
-    def __init__(self, status: int = 200):
-        self.bodies: list[dict] = []
-        self.status = status
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.bodies.append({"path": self.path, "type": self.headers.get("Content-Type"),
-                                     **json.loads(data)})
-                self.send_response(outer.status)
-                self.end_headers()
-                self.wfile.write(b"thanks")
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self, path: str | None = None) -> list[str]:
-        return [b["event"] for b in self.bodies if path is None or b["path"] == path]
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def history(cli, name: str) -> list[dict]:

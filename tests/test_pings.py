@@ -4,52 +4,15 @@ start and its end; and the daemon's own ping per tick."""
 
 from __future__ import annotations
 
-import http.server
-import threading
-import time
 
 import pytest
 
+from http_receiver import receiver  # noqa: F401  (fixture)
 from conftest import wait_for
 from daemon_harness import finished
 from test_daemon import add, daemons  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
-
-
-class Receiver:
-    def __init__(self):
-        self.hits: list[tuple[float, str]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                outer.hits.append((time.time(), self.path))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-            do_GET = do_POST
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def paths(self, prefix: str) -> list[str]:
-        return [p for _, p in self.hits if p.startswith(prefix)]
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def pairs(paths: list[str]) -> dict[str, list[str]]:
