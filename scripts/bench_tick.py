@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from benchlib import (Daemon, cli, kill_runs, new_home, next_second_boundary, read_stamps, stamp_program,
-                      summary_ms, write_jobs)
+from benchlib import (Daemon, cli, kill_runs, new_home, read_stamps, stamp_program, start_burst, summary_ms,
+                      write_jobs)
 
 
 def tick_period_with_long_job(seconds: float) -> dict:
@@ -133,15 +133,7 @@ def burst(n: int) -> dict:
     daemon's peak RSS meanwhile."""
     home = new_home()
     try:
-        stamp = stamp_program(home)
-        out = os.path.join(home, "stamps")
-        d = Daemon(home, "--tick-interval", "60")
-        at = next_second_boundary(4.0)
-        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
-        write_jobs(home, [{"name": f"burst-{i:05d}", "command": (*stamp, out, str(i)), "schedule": f"at {iso}"}
-                          for i in range(n)])
-        cli(home, "list", "--json")  # nudges nothing, but makes sure the store is readable
-        os.kill(d.pid, 10)  # SIGUSR1: pick up the new jobs now, as an edit would
+        d, at, out = start_burst(home, n)
         peak = 0.0
         deadline = time.time() + 60
         while len(read_stamps(out)) < n and time.time() < deadline:

@@ -214,3 +214,18 @@ def kill_runs(home: str) -> None:
 def next_second_boundary(margin: float) -> float:
     """A whole second at least `margin` seconds ahead."""
     return float(int(time.time() + margin) + 1)
+
+
+def start_burst(home: str, n: int, *daemon_args: str) -> tuple[Daemon, float, str]:
+    """A daemon on `home` and N one-shot jobs due in the same second a few seconds ahead, each
+    stamping its start into the returned file; returns (the daemon, that second, the file)."""
+    stamp = stamp_program(home)
+    out = os.path.join(home, "stamps")
+    d = Daemon(home, "--tick-interval", "60", *daemon_args)
+    at = next_second_boundary(4.0)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    write_jobs(home, [{"name": f"burst-{i:05d}", "command": (*stamp, out, str(i)), "schedule": f"at {iso}"}
+                      for i in range(n)])
+    cli(home, "list", "--json")  # nudges nothing, but makes sure the store is readable
+    os.kill(d.pid, signal.SIGUSR1)  # pick up the new jobs now, as an edit would
+    return d, at, out

@@ -19,21 +19,13 @@ import shutil
 import time
 from datetime import datetime
 
-from benchlib import Daemon, cli, kill_runs, new_home, next_second_boundary, read_stamps, stamp_program, write_jobs
+from benchlib import kill_runs, new_home, read_stamps, stamp_program, start_burst
 
 
 def burst(n: int) -> None:
     home = new_home()
     try:
-        stamp = stamp_program(home)
-        out = os.path.join(home, "stamps")
-        d = Daemon(home, "--tick-interval", "60", "--log-level", "debug")
-        at = next_second_boundary(4.0)
-        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
-        write_jobs(home, [{"name": f"burst-{i:05d}", "command": (*stamp, out, str(i)), "schedule": f"at {iso}"}
-                          for i in range(n)])
-        cli(home, "list", "--json")
-        os.kill(d.pid, 10)  # SIGUSR1: pick the jobs up now
+        d, at, out = start_burst(home, n, "--log-level", "debug")
         deadline = time.time() + 60
         while len(read_stamps(out)) < n and time.time() < deadline:
             time.sleep(0.05)
