@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 import subprocess
 import time
 
 from hermes_cron.contract.files import open_private, write_at
 from hermes_cron.contract.procinfo import start_ticks
+from hermes_cron.engine import hold
 from hermes_cron.engine.launch import Launch
 from hermes_cron.engine.stopping import group_alive, killpg
 from hermes_cron.errors import HomeError
@@ -78,7 +80,10 @@ class _Run:
         self.files = launch.files
         self.token = token
         self.env, self.cwd = job_environment(launch)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | hold.Held | None = None
+        self.held: hold.Held | None = None  # its process, loaded and held for the slot (hold())
+        self.hold_tried = False
+        self._hold_w = -1
         self.out: CappedOutput | None = None
         self.out_fd = self.read_fd = self.pidfd = -1
         self.started_at: float | None = None
@@ -113,6 +118,27 @@ class _Run:
             self.token_tmp = tmp
         except (OSError, HomeError):
             pass  # start() does it the slow way, and says why if it still can't
+
+    def hold_request(self) -> hold.Start | None:
+        """Before the slot: what it takes to make the job's process and load its program, held
+        before its first instruction (engine/hold.py), so the start on the slot only lets it
+        go; None where it can't be held (start() then does it all on the slot, as before).
+        The answer comes back through held_as()."""
+        if self.unusable is not None or self.held is not None or self.out_fd < 0:
+            return None
+        path = hold.program(self.launch.argv[0], self.env)
+        if path is None:
+            return None
+        self.read_fd, self._hold_w = os.pipe()
+        return hold.Start(path, self.launch.argv, self.env, self.cwd, self._hold_w, self.launch.nofile)
+
+    def held_as(self, held: hold.Held | None) -> None:
+        os.close(self._hold_w)
+        self._hold_w = -1
+        self.held = held
+        if held is None:
+            os.close(self.read_fd)
+            self.read_fd = -1
 
     def take_token(self) -> bool:
         """The start token: linked into place from the copy made ahead (exclusive, like the
@@ -172,6 +198,18 @@ class _Run:
     def start(self) -> RunResult | None:
         """Start the job; returns a finished result if it could not be started."""
         self.started_at = time.time()
+        if self.held is not None:
+            held, self.held = self.held, None
+            if held.release():
+                self.proc = held
+                self.out = CappedOutput(self.out_fd, self.launch.output_cap)
+                os.ftruncate(self.out_fd, 0)
+                self.pipe_open = True
+                if self.launch.timeout:
+                    self.timeout_at = time.monotonic() + self.launch.timeout
+                return None
+            os.close(self.read_fd)  # killed from outside while held (it never ran): start it anew
+            self.read_fd = -1
         try:
             if self.out_fd >= 0:
                 os.ftruncate(self.out_fd, 0)
@@ -183,10 +221,7 @@ class _Run:
         self.out = CappedOutput(self.out_fd, self.launch.output_cap)
         self.read_fd, write_fd = os.pipe()
         try:
-            self.proc = subprocess.Popen(
-                self.launch.argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=self.cwd,
-                env=self.env, start_new_session=True, close_fds=True,
-            )
+            self.proc = self._popen(write_fd)
         except OSError as e:
             os.close(write_fd)
             os.close(self.read_fd)
@@ -200,6 +235,28 @@ class _Run:
         if self.launch.timeout:
             self.timeout_at = time.monotonic() + self.launch.timeout
         return None
+
+    def _popen(self, out: int) -> subprocess.Popen:
+        """The ordinary start, with the original limit on open files (the supervisor keeps the
+        daemon's raised one): lowered around the spawn, or, with too many descriptors open here
+        for that, in the child (a fork instead of a vfork)."""
+        def popen(**extra) -> subprocess.Popen:
+            return subprocess.Popen(self.launch.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.cwd,
+                                    env=self.env, start_new_session=True, close_fds=True, **extra)
+
+        nofile = self.launch.nofile
+        mine = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if nofile is None or mine == nofile:
+            return popen()
+        resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+        try:
+            return popen()
+        except OSError as e:
+            if e.errno != errno.EMFILE:
+                raise
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, mine)
+        return popen(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
 
     def record_job(self) -> None:
         """After the starts of a burst: the job's identity (pid and start time) into job.pid, and
@@ -218,6 +275,11 @@ class _Run:
         self._drop_token_tmp()
 
     def close(self) -> None:
+        if self.held is not None:  # held for a run that is not started here after all
+            self.held.cancel()
+            self.held = None
+            os.close(self.read_fd)
+            self.read_fd = -1
         if self.proc is None:  # made ahead for a run that never started here
             for fd in (self.out_fd, self.pid_fd):
                 if fd >= 0:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 
 from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.engine import hold
 from hermes_cron.engine.launch import Launch
 from hermes_cron.engine.jobrun import job_environment
 from hermes_cron.engine.supervisor import StopFlag, Supervisor
@@ -193,3 +194,14 @@ def _rehearse() -> None:
         proc.wait()
     except OSError:
         pass
+    path = hold.program("/bin/true", env)  # and a held start (loads ctypes, finds out if ptrace is allowed)
+    if path is not None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            held = hold.hold_all([hold.Start(path, ("/bin/true",), env, "/", null, None)])[0]
+            if held is not None and held.release():
+                held.wait()
+        except OSError:
+            pass
+        finally:
+            os.close(null)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 # now and then takes a few hundred ms for that), hand it to a supervisor, and start it on the
 # slot. The lead absorbs that jitter instead of the job's start time.
 LEAD = 0.25
-LEAD_PER_RUN = 0.0015  # and this much earlier for each run due at that moment (bursts: each run's
-MAX_LEAD = 2.0  # folder and files are made before its slot, ~3 ms of a core on a slow disk), up to this
+LEAD_PER_RUN = 0.0025  # and this much earlier for each run due at that moment (bursts: each run's folder
+MAX_LEAD = 3.0  # and files are made and its process held before its slot, ~4-5 ms of a core), up to this
 
 
 @dataclass(frozen=True)
