@@ -16,7 +16,8 @@ parent check before its exec; it never runs the job.
 Not held (started on the slot the ordinary way, engine/jobrun.py): a program that is setuid,
 setgid or has file capabilities (a traced exec drops them), one that can't be found or loaded
 (the ordinary start reports why, on the slot), and every job where ptrace is refused (a seccomp
-filter, Yama's ptrace_scope 3): the first refusal turns holding off for the process.
+filter, Yama's ptrace_scope 2 without CAP_SYS_PTRACE, or 3): the first refusal turns holding off
+for the process.
 """
 
 from __future__ import annotations
@@ -190,8 +191,8 @@ def _let_exec(forked: tuple[int, int]) -> bool:
     pid, err_r = forked
     _, status = _waitpid(pid, os.WUNTRACED)
     if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP):
-        if os.read(err_r, 64) == b"ptrace":
-            _usable = False
+        if os.read(err_r, 64) == b"ptrace" or (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS):
+            _usable = False  # ptrace refused (or a seccomp filter killed the asking): don't ask again
         return False  # it exited (reaped): it could not be set up or traced
     try:
         _ptrace(PTRACE_SETOPTIONS, pid, PTRACE_O_EXITKILL)
