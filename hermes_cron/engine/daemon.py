@@ -348,7 +348,6 @@ class Daemon:
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log, self.settings.max_concurrent,
                                          nofile=self._nofile, spare=True, system=self.clock)
-            self.dispatcher.ready_spare()
         else:
             self.dispatcher.store = self.dispatcher.recorder.store = self.state
         self.upkeep.opened(self.state, self.clock.time())

@@ -16,16 +16,11 @@ import json
 import os
 import resource
 import signal
-import subprocess
 
-from hermes_cron.contract.procinfo import ProcId
-from hermes_cron.engine import hold
 from hermes_cron.engine.launch import Launch
-from hermes_cron.engine.jobrun import job_environment
 from hermes_cron.engine.supervisor import StopFlag, Supervisor
 from hermes_cron.errors import HomeError
-from hermes_cron.logic.run import Outcome, RunResult
-from hermes_cron.store.runfiles import CRASH, supervisor_token
+from hermes_cron.store.runfiles import CRASH
 
 def spawn(launches: list[Launch], notify_fd: int | None = None, detach: bool = False) -> int:
     """Fork a supervisor for a batch of runs and return its pid. Doesn't wait for the runs.
@@ -77,7 +72,7 @@ class Spare:
         read_fd, self._write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
-            _child(None, read_fd, notify_fd, rehearse=True)
+            _child(None, read_fd, notify_fd)
         os.close(read_fd)
 
     def assign(self, launches: list[Launch]) -> int:
@@ -98,13 +93,10 @@ class Spare:
             self._write_fd = -1
 
 
-def _child(launches: list[Launch] | None, assignment_fd: int | None, notify_fd: int | None,
-           rehearse: bool = False) -> None:
+def _child(launches: list[Launch] | None, assignment_fd: int | None, notify_fd: int | None) -> None:
     code = 70
     try:
         stop, wake_r = _prepare(keep={fd for fd in (assignment_fd, notify_fd) if fd is not None})
-        if rehearse:
-            _rehearse()
         if launches is None:
             assert assignment_fd is not None
             chunks = []
@@ -176,32 +168,3 @@ def _shrug(signum: int, frame: object) -> None:
 def _max_fd() -> int:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return soft if 0 < soft < 1 << 20 else 1 << 16
-
-
-def _rehearse() -> None:
-    """Walk the start path once without a run. A forked process pays a page fault and a copy
-    for every page it first writes; paying them now, while waiting, keeps them off the path
-    from a due slot to its job (about 2 ms of the first start on our machines)."""
-    sample = Launch(0, "rehearsal", ("/bin/true",), (("A", "b"),), None, None, 1.0, 1024, 0.0, "/", "/")
-    Launch.from_dict(json.loads(json.dumps(sample.to_dict())))
-    ProcId.me()
-    supervisor_token(0, ProcId.me())
-    RunResult(Outcome.SUCCEEDED, 0.0).to_json()
-    env, _ = job_environment(sample)
-    try:
-        proc = subprocess.Popen(["/bin/true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env, start_new_session=True, close_fds=True)
-        proc.wait()
-    except OSError:
-        pass
-    path = hold.program("/bin/true", env)  # and a held start (loads ctypes, finds out if ptrace is allowed)
-    if path is not None:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            held = hold.hold_all([hold.Start(path, ("/bin/true",), env, "/", null, None)])[0]
-            if held is not None and held.release():
-                held.wait()
-        except OSError:
-            pass
-        finally:
-            os.close(null)
