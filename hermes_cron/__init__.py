@@ -3,7 +3,9 @@ when it hangs, and never loses a job, a run record or an edit."""
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing, for annotations only, is not imported: it costs every command 3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import os
 
@@ -209,7 +208,7 @@ def test_a_daemon_waiting_for_another_tickers_lock_is_not_restarted(tmp_path):
     for step in range(40):  # far past the threshold: the heartbeat moves, the ticks wait
         fs.t = float(step)
         beat = hb(step, 1000 + step, ok=900)
-        fs.hb = dataclasses.replace(beat, lock_wait=LockWait(950.0, 4242, "hermes cron tick"))
+        fs.hb = beat._replace(lock_wait=LockWait(950.0, 4242, "hermes cron tick"))
         v = dog.check()
         assert v.state == WAITING and "pid 4242 (hermes cron tick)" in v.reason
     assert fs.calls == [], "never restarted: a restart can't free someone else's lock"

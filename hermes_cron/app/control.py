@@ -3,15 +3,14 @@ the process a pidfile names is really our daemon before sending it anything."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from hermes_cron.contract.heartbeat import (ForeignHeartbeat, Heartbeat, read_any_heartbeat, read_heartbeat,
                                            stale_threshold)
-from hermes_cron.contract.pidfile import PidInfo, read_pidfile, verify
+from hermes_cron.contract.pidfile import read_pidfile, verify
 from hermes_cron.contract.command import STDERR_FILE, daemon_argv, open_stderr_file
 from hermes_cron.errors import DaemonError, HermesCronError
 from hermes_cron.contract.paths import Home
@@ -21,12 +20,12 @@ from hermes_cron.contract.procinfo import ProcId, cmdline
 START_TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class DaemonLookup:
-    """What the pidfile says and whether it names our live daemon."""
+class DaemonLookup(namedtuple("DaemonLookup", "info proc")):
+    """What the pidfile says (a PidInfo or None) and whether it names our live daemon (`proc`,
+    a ProcId set only for a verified hermes-cron daemon). A named tuple, like the contract's
+    records (contract/heartbeat.py says why)."""
 
-    info: PidInfo | None
-    proc: ProcId | None  # set only for a verified hermes-cron daemon
+    __slots__ = ()
 
     @property
     def running(self) -> bool:
@@ -222,10 +221,10 @@ def status_report(home: Home, now: float | None = None) -> tuple[dict, int]:
         report.update(heartbeat_age_s=round(health["age"], 1), heartbeat_stale_after_s=health["threshold"],
                       heartbeat_stale=health["stale"], ticks=hb.ticks, last_ok_tick=utc_iso(hb.last_ok_tick),
                       last_ok_age_s=round(max(0.0, now - hb.last_ok_tick), 1) if hb.last_ok_tick else None,
-                      last_error={**dataclasses.asdict(hb.last_error), "time": utc_iso(hb.last_error.time)}
+                      last_error={**hb.last_error._asdict(), "time": utc_iso(hb.last_error.time)}
                       if hb.last_error else None)
         if hb.lock_wait is not None:
-            report["lock_wait"] = {**dataclasses.asdict(hb.lock_wait), "since": utc_iso(hb.lock_wait.since),
+            report["lock_wait"] = {**hb.lock_wait._asdict(), "since": utc_iso(hb.lock_wait.since),
                                    "waited_s": round(max(0.0, now - hb.lock_wait.since), 1)}
     if isinstance(any_hb, ForeignHeartbeat):
         report["heartbeat_foreign"] = {"age_s": round(max(0.0, now - any_hb.time), 1), "pid": any_hb.pid}

@@ -3,7 +3,9 @@ of their own (the commands echo what these return)."""
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from hermes_cron.logic.durations import format_duration
 

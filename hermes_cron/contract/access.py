@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Callable
 
 from hermes_cron.errors import DamagedHome, HomeError, StoreError, UnsafeHome
 from hermes_cron.contract.files import refuse_if_open_to_others

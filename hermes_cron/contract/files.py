@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from collections import namedtuple
 
 from hermes_cron.errors import HomeError, StoreError, UnsafeHome, file_system_error
 
@@ -272,13 +272,11 @@ def read_private(path: str) -> bytes | None:
         os.close(dfd)
 
 
-@dataclass(frozen=True)
-class Signature:
-    """Identifies one version of a file on disk (hermes-cron-jobs.json); any write, atomic or by hand, changes it."""
+class Signature(namedtuple("Signature", "ino mtime_ns size")):
+    """Identifies one version of a file on disk (hermes-cron-jobs.json); any write, atomic or by
+    hand, changes it. (A named tuple, like the contract's records: contract/heartbeat.py says why.)"""
 
-    ino: int
-    mtime_ns: int
-    size: int
+    __slots__ = ()
 
     def text(self) -> str:
         return f"{self.ino}:{self.mtime_ns}:{self.size}"

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections import namedtuple
 
 from hermes_cron.contract.files import atomic_write, read_small
 from hermes_cron.logic.jsondata import json_object
@@ -18,57 +17,59 @@ STALE_FACTOR = 2.0  # a heartbeat that hasn't moved for this many heartbeat inte
 DEFAULT_INTERVAL = 300.0  # assumed when a heartbeat doesn't say (60 s ticks x 5)
 
 
-@dataclass(frozen=True)
-class TickError:
-    time: float
-    kind: str
-    message: str
+# The records here are named tuples, not dataclasses: `status` reads them, and importing
+# dataclasses (with inspect) costs it 8 ms.
+
+class TickError(namedtuple("TickError", "time kind message")):
+    """The last tick's failure: when (float), its kind and message (str)."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class LockWait:
+class LockWait(namedtuple("LockWait", "since holder_pid holder_command")):
     """The daemon's ticks are waiting for the tick lock, held by another process (another
-    ticker: the Hermes agent's own, a library caller): contention, not failure."""
+    ticker: the Hermes agent's own, a library caller): contention, not failure. Since when
+    (float), and the holder's pid and command, if known."""
 
-    since: float
-    holder_pid: int | None
-    holder_command: str | None
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class ForeignHeartbeat:
+class ForeignHeartbeat(namedtuple("ForeignHeartbeat", "time pid")):
     """A heartbeat file hermes-cron did not write: a bare epoch, or "<epoch> <pid>" (as a build of
     the Hermes agent with a heartbeat of its own writes under the same name)."""
 
-    time: float
-    pid: int | None
+    __slots__ = ()
 
 
 _FOREIGN = re.compile(r"\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)(?:\s+([0-9]{1,10}))?\s*")
 
 
-@dataclass(frozen=True)
-class Heartbeat:
-    time: float  # when it was written (wall clock)
-    pid: int
-    pid_start: int  # the daemon's start time in clock ticks since boot: pid and start name it
-    boot_id: str
-    ticks: int  # scheduled ticks so far
-    tick_interval: float
-    heartbeat_every: int
-    interval_s: float  # time between two heartbeats: tick_interval x heartbeat_every
-    last_ok_tick: float | None
-    last_error: TickError | None
-    consecutive_failures: int  # ticks failed in a row (0: the last tick succeeded)
-    running: int  # runs in flight
-    next_due: dict[str, Any] | None  # {"job", "at"}
-    started_at: float
-    home: str
-    version: str
-    lock_wait: LockWait | None = None
-    tick_failures: int = 0  # ticks that failed since the daemon started
-    claims: int = 0  # runs claimed since the daemon started
-    histograms: dict[str, Any] | None = None  # {"fire_latency_seconds": ..., "lock_hold_seconds": ...}
+_FIELDS = (
+    "time",  # float: when it was written (wall clock)
+    "pid",  # int
+    "pid_start",  # int: the daemon's start time in clock ticks since boot: pid and start name it
+    "boot_id",  # str
+    "ticks",  # int: scheduled ticks so far
+    "tick_interval",  # float
+    "heartbeat_every",  # int
+    "interval_s",  # float: time between two heartbeats: tick_interval x heartbeat_every
+    "last_ok_tick",  # float | None
+    "last_error",  # TickError | None
+    "consecutive_failures",  # int: ticks failed in a row (0: the last tick succeeded)
+    "running",  # int: runs in flight
+    "next_due",  # dict | None: {"job", "at"}
+    "started_at",  # float
+    "home",  # str
+    "version",  # str
+    "lock_wait",  # LockWait | None (default None)
+    "tick_failures",  # int: ticks that failed since the daemon started (default 0)
+    "claims",  # int: runs claimed since the daemon started (default 0)
+    "histograms",  # dict | None: {"fire_latency_seconds": ..., "lock_hold_seconds": ...} (default None)
+)
+
+
+class Heartbeat(namedtuple("Heartbeat", _FIELDS, defaults=(None, 0, 0, None))):
+    __slots__ = ()
 
     @property
     def last_tick_failed(self) -> bool:
@@ -83,7 +84,11 @@ class Heartbeat:
         return self.consecutive_failures > 0 and self.time - last_ok >= threshold
 
     def to_json(self) -> bytes:
-        return (json.dumps({"version_format": HEARTBEAT_VERSION, **asdict(self)}, sort_keys=True) + "\n").encode()
+        d = self._asdict()
+        for name in ("last_error", "lock_wait"):
+            if d[name] is not None:
+                d[name] = d[name]._asdict()
+        return (json.dumps({"version_format": HEARTBEAT_VERSION, **d}, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_json(cls, raw: bytes | None) -> Heartbeat | None:
@@ -95,7 +100,7 @@ class Heartbeat:
         err = d.get("last_error")
         wait = d.get("lock_wait")
         try:
-            values = {f.name: d.get(f.name) for f in fields(cls)}
+            values = {name: d.get(name) for name in cls._fields}
             values["last_error"] = TickError(float(err["time"]), str(err["kind"]), str(err["message"])) \
                 if isinstance(err, dict) else None
             values["lock_wait"] = LockWait(float(wait["since"]), _int_or_none(wait.get("holder_pid")),

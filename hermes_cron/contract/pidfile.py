@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any
+from collections import namedtuple
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from hermes_cron.contract.files import atomic_write, read_small
 from hermes_cron.contract.command import daemon_command
 from hermes_cron.contract.procinfo import ProcId, boot_id, cmdline
 
-@dataclass(frozen=True)
-class PidInfo:
-    pid: int
-    pid_start: int | None
-    boot_id: str | None
-    argv: list[str]
-    home: str | None
-    started_at: float | None
+class PidInfo(namedtuple("PidInfo", "pid pid_start boot_id argv home started_at")):
+    """The pidfile: pid (int), pid_start (clock ticks, or None), boot_id, argv (list of str),
+    home and started_at, each None when an older pidfile lacks it. (A named tuple, like the
+    contract's records: contract/heartbeat.py says why.)"""
+
+    __slots__ = ()
 
     @property
     def proc(self) -> ProcId | None:

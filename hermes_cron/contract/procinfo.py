@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-@dataclass(frozen=True)
-class ProcId:
-    pid: int
-    start: int  # clock ticks since boot, field 22 of /proc/PID/stat
+class ProcId(namedtuple("ProcId", "pid start")):
+    """One process, for good: its pid and its start time (clock ticks since boot, field 22 of
+    /proc/PID/stat), which a reused pid doesn't share. (A named tuple, like the contract's
+    records: contract/heartbeat.py says why.)"""
+
+    __slots__ = ()
 
     @classmethod
     def of(cls, pid: int) -> ProcId | None:

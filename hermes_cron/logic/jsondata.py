@@ -4,7 +4,9 @@ changed): the object, or None, never an exception."""
 from __future__ import annotations
 
 import json
-from typing import Any
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def json_object(raw: bytes | None) -> dict[str, Any] | None:
