@@ -216,3 +216,32 @@ def test_root_editing_a_users_store_keeps_its_owner_and_mode(world_venv: str, tm
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_schema_4_state_database_is_upgraded_in_place(home: Home):
+    """5: the index of open runs holds their job and id; a schema-4 database keeps its runs and
+    gets the new index (the old one dropped), and a tick reads the open runs from the index alone."""
+    import sqlite3
+
+    from hermes_cron.store.sqlite import SqliteStore
+    from hermes_cron.store.sqlite_db import SCHEMA_VERSION
+
+    add_job(home, make_job("a"))
+    SqliteStore(home).close()
+    conn = sqlite3.connect(home.state)
+    conn.executescript("DROP INDEX runs_open_job; CREATE INDEX runs_open ON runs(state) WHERE state != 'done'; "
+                       "INSERT INTO runs (job, trigger, scheduled, state, claimed_at) VALUES ('a', 'manual', 1, 'claimed', 1);"
+                       "PRAGMA user_version=4;")
+    conn.close()
+    store = SqliteStore(home)
+    store.close()
+    conn = sqlite3.connect(home.state)
+    try:
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert "runs_open_job" in indexes and "runs_open" not in indexes
+        plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN SELECT job, id FROM runs WHERE state != 'done'"))
+        assert "COVERING INDEX runs_open_job" in plan or "USING INDEX runs_open_job" in plan
+        assert conn.execute("SELECT job, state FROM runs").fetchall() == [("a", "claimed")]
+    finally:
+        conn.close()

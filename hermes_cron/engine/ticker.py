@@ -164,7 +164,7 @@ class Scheduler:
             if self._invalid_for is not defs:
                 report.invalid = self._newly_invalid(defs)
             phase = report.phases
-            with self.store.tick() as tx:
+            with self.store.tick(flush_later=True) as tx:
                 phase["begin"] = time.monotonic() - t0
                 faults.hit("tick.locked")
                 self._sync(tx, now, report)
@@ -187,9 +187,10 @@ class Scheduler:
                     self._hermes_requests(tx, wall, in_flight, report)
             report.lock_held = time.monotonic() - t0
             self._note_hermes_claims(report)
-            return report
         finally:
             lock.release()
+        self.store.flush()  # durable before any claim is handed over; not lock time
+        return report
 
     def _prepare(self, defs: Definitions, now: float) -> None:
         """Outside the lock: compile the schedules, freeze the specs and work out the next slot

@@ -60,9 +60,12 @@ class PgStore(Journal):
         return self.db.now()
 
     @contextmanager
-    def tick(self) -> Iterator[_PgTick]:
-        with self.db.transaction() as cur:
+    def tick(self, flush_later: bool = False) -> Iterator[_PgTick]:
+        with self.db.transaction() as cur:  # (a commit here is flushed by the server: flush_later changes nothing)
             yield _PgTick(self, cur)
+
+    def flush(self) -> None:
+        pass
 
     def _mine(self) -> tuple[str, tuple]:
         """The condition that a run is this node's (and this epoch's, for a daemon)."""

@@ -18,8 +18,9 @@ from hermes_cron.contract.files import check_private_file, fs_fault, open_dir, o
 from hermes_cron.contract.paths import Home
 from hermes_cron.store.journal import SQLITE_TABLES, SQLITE_UNNOTED_INDEX
 
-SCHEMA_VERSION = 4  # 2: the supervisor's columns are named for it (were reaper_*); 3: counts, attempts;
-# 4: the journal (store/journal.py: notification events, alert states, up-times, definition history)
+SCHEMA_VERSION = 5  # 2: the supervisor's columns are named for it (were reaper_*); 3: counts, attempts;
+# 4: the journal (store/journal.py: notification events, alert states, up-times, definition history);
+# 5: the open runs' index holds their job and id (runs_open_job), so the tick reads them from it alone
 
 # Runs ended, by job and outcome, for ever (history is pruned; counters must not go down).
 SEED_COUNTS = ("INSERT OR REPLACE INTO counts (job, status, n) SELECT job, status, "
@@ -73,7 +74,7 @@ CREATE TABLE IF NOT EXISTS runs (
     noted INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
-CREATE INDEX IF NOT EXISTS runs_open ON runs(state) WHERE state != 'done';
+CREATE INDEX IF NOT EXISTS runs_open_job ON runs(job, id) WHERE state != 'done';
 CREATE INDEX IF NOT EXISTS runs_failed ON runs(ended_at) WHERE status IN ('failed', 'timed_out', 'interrupted');
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -216,6 +217,7 @@ class Database:
                 columns = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
                 if "noted" not in columns:  # 4: before the schema's index on it
                     c.execute("ALTER TABLE runs ADD COLUMN noted INTEGER")
+                c.execute("DROP INDEX IF EXISTS runs_open")  # 5: runs_open_job instead
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
@@ -234,6 +236,24 @@ class Database:
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as e:
             raise _translate(e, self.path, self.busy_timeout) from None
+
+    def flush_wal(self) -> None:
+        """Make what was committed without a flush durable: fsync the write-ahead log (all of
+        it: a later commit's flush covers every earlier one's, the log being written in order;
+        a checkpoint flushes what it copies)."""
+        wal = self.path + "-wal"
+        try:
+            fd = os.open(wal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # checkpointed and gone: the database file has it, flushed by the checkpoint
+        except OSError as e:
+            raise file_system_error(e, f"can't flush {wal}") from None
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise file_system_error(e, f"can't flush {wal}") from None
+        finally:
+            os.close(fd)
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
