@@ -271,3 +271,35 @@ def test_history_keeps_only_keep_runs(engine):
         run_through(system, store, dispatcher, claim.run_id)
     assert len(store.history("job", 0)) == 2
     assert len(os.listdir(home.job_runs("job"))) == 2, "pruned runs' folders are removed"
+
+
+def test_a_tick_is_decided_before_its_lock_and_written_under_it(engine):
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job")
+    report = tick_at(scheduler, dispatcher, system, slot(store, "job"))
+    assert report.decided_ahead and len(report.claims) == 1
+
+
+def test_a_tick_decided_ahead_is_decided_again_when_another_ticker_wrote_meanwhile(engine, monkeypatch):
+    """Between the decision made before the lock and the lock, another ticker claims the same
+    slot: the store's data_version tells, the tick decides again under the lock, and the slot
+    is claimed once."""
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job", overlap="allow")
+    at = slot(store, "job")
+    other_store = SqliteStore(home)
+    other = Scheduler(home, other_store, ProcId(8, 8), "boot-a")
+    decide_ahead = scheduler._prepare
+
+    def then_the_other_claims(defs, now):
+        ahead = decide_ahead(defs, now)
+        assert ahead is not None and len(ahead.decided.claimed) == 1
+        assert len(other.claim(now).claims) == 1
+        return ahead
+
+    monkeypatch.setattr(scheduler, "_prepare", then_the_other_claims)
+    report = scheduler.claim(at)
+    other_store.close()
+    assert not report.decided_ahead and report.claims == []
+    assert [r.scheduled for r in store.history("job", 0)] == [at], "the slot claimed once"
+    assert slot(store, "job") > at

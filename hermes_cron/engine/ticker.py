@@ -74,6 +74,40 @@ class TickReport:
     phases: dict[str, float] = field(default_factory=dict)  # seconds since the lock was taken
     invalid: list[tuple[str, str]] = field(default_factory=list)  # (job, why): entries newly seen invalid
     broken: list[tuple[str, str]] = field(default_factory=list)  # (job, why): jobs whose times can't be computed
+    decided_ahead: bool = False  # the due jobs were decided before the lock, and nothing changed since
+
+
+@dataclass
+class _Decided:
+    """A tick's decisions for its due jobs: the runs to insert (claims at `claimed`, skipped slots
+    at `skipped`, by index into runs) and the schedule advances."""
+
+    runs: list[NewRun] = field(default_factory=list)
+    claimed: list[tuple[int, Job, float | None, Trigger, tuple[int, ...]]] = field(default_factory=list)
+    skipped: list[tuple[int, str, float]] = field(default_factory=list)
+    advances: list[Advance] = field(default_factory=list)
+    missed: list[Missed] = field(default_factory=list)
+    broken: list[tuple[str, str]] = field(default_factory=list)
+
+
+AHEAD_FOR = 0.02  # decisions made before the lock are used if it was taken within this time
+
+
+@dataclass
+class _Ahead:
+    """A tick decided before its lock: good under the lock only if nobody wrote to the store
+    since it was read (its data_version), the tick's time is the same, the lock came quickly,
+    the schedule rows were not reconciled under it, and no @reboot run is due."""
+
+    version: int
+    now: float
+    ready: float  # the clock when the decisions were made
+    in_flight: dict[str, list[int]]
+    decided: _Decided
+
+    def holds(self, tx: TickTransaction, now: float, wall: float, reconciled: bool, reboot: list[str]) -> bool:
+        return (not reconciled and not reboot and now == self.now and wall - self.ready < AHEAD_FOR
+                and tx.data_version() == self.version)
 
 
 class _Primed:
@@ -148,8 +182,7 @@ class Scheduler:
         if self._reconciled is not None and self._reconciled is not defs and self._diff_for is not defs:
             self._diff = reconcile.changed_jobs(self._reconciled.jobs, defs.jobs)
             self._diff_for = defs
-        if only_requests is None:
-            self._prepare(defs, time.time() if now is None else now)
+        ahead = self._prepare(defs, time.time() if now is None else now) if only_requests is None else None
         lock = FileLock(self.home.tick_lock, "the tick lock")
         try:
             lock.acquire(self.lock_timeout)
@@ -167,15 +200,21 @@ class Scheduler:
             with self.store.tick(flush_later=True) as tx:
                 phase["begin"] = time.monotonic() - t0
                 faults.hit("tick.locked")
-                self._sync(tx, now, report)
+                changed = self._sync(tx, now, report)
                 phase["sync"] = time.monotonic() - t0
                 in_flight = None
                 if only_requests is None:
-                    due = tx.due(now)
                     reboot = tx.reboot_due(self.boot_id)
-                    if due or reboot:
-                        in_flight = tx.in_flight()
-                        self._claim_due(tx, due, reboot, now, in_flight, report)
+                    if ahead is not None and ahead.holds(tx, now, wall, changed, reboot):
+                        in_flight, decided = ahead.in_flight, ahead.decided  # as decided before the lock
+                        report.decided_ahead = True
+                    else:
+                        due = tx.due(now)
+                        in_flight = tx.in_flight() if due or reboot else None
+                        decided = self._decide_due(due, now, in_flight or {}, wall) if due else None
+                    if decided is not None or reboot:
+                        in_flight = in_flight if in_flight is not None else {}
+                        self._write_claims(tx, decided or _Decided(), reboot, wall, in_flight, report)
                         phase["write"] = time.monotonic() - t0
                 requests = [r for r in tx.open_requests() if only_requests is None or r.id in only_requests]
                 if requests:
@@ -192,11 +231,15 @@ class Scheduler:
         self.store.flush()  # durable before any claim is handed over; not lock time
         return report
 
-    def _prepare(self, defs: Definitions, now: float) -> None:
+    def _prepare(self, defs: Definitions, now: float) -> _Ahead | None:
         """Outside the lock: compile the schedules, freeze the specs and work out the next slot
-        of the jobs about to be due, so that the tick under the lock only decides and writes."""
+        of the jobs about to be due; and, where the store can tell whether anyone wrote to it
+        since (SQLite's data_version), decide the tick ahead, so that the tick under the lock
+        only checks that nothing changed, and writes."""
         self._ahead = {}
-        for name, first in self.store.due(now):
+        version = self.store.data_version()
+        due = self.store.due(now)
+        for name, first in due:
             job = defs.jobs.get(name)
             if job is not None:
                 try:
@@ -205,6 +248,12 @@ class Scheduler:
                         self._ahead[name] = _Primed(job.compiled, first, job.compiled.next_after(first))
                 except _UNSCHEDULABLE:
                     pass  # _decide meets it again under the lock, and sets the job aside
+        if version is None or not due or any(name not in defs.jobs for name, _ in due):
+            return None
+        wall = time.time()
+        in_flight = self.store.in_flight()
+        decided = self._decide_due(due, now, in_flight, wall)
+        return _Ahead(version, now, time.time(), in_flight, decided)
 
     def _newly_invalid(self, defs: Definitions) -> list[tuple[str, str]]:
         """The invalid entries of hermes-cron-jobs.json not reported yet, or whose reason changed: each is
@@ -216,7 +265,7 @@ class Scheduler:
 
     # steps ------------------------------------------------------------------------------
 
-    def _sync(self, tx: TickTransaction, now: float, report: TickReport) -> None:
+    def _sync(self, tx: TickTransaction, now: float, report: TickReport) -> bool:
         """Reconcile schedule rows with hermes-cron-jobs.json if it changed since the last reconcile. When
         the rows reflect the version this scheduler reconciled last, only the jobs that differ
         between the two versions are touched (one hand edit in 10,000 jobs touches one row)."""
@@ -230,7 +279,10 @@ class Scheduler:
             changes, broken = reconcile.plan(tx.sched_rows(only), defs.jobs, now, self.boot_id, only)
             tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()}, now)
             report.broken += broken
+            self._reconciled = defs
+            return True
         self._reconciled = defs
+        return False
 
     def _job(self, name: str) -> Job:
         assert self._defs is not None  # loaded by claim() before it takes the lock
@@ -239,14 +291,11 @@ class Scheduler:
             raise StoreError(f"schedule row for {name!r} has no definition in {self.home.jobs}")
         return job
 
-    def _claim_due(self, tx: TickTransaction, due: list[tuple[str, float]], reboot: list[str], now: float,
-                   in_flight: dict[str, list[int]], report: TickReport) -> None:
-        """Decide every due job, then write all the runs and advances with two statements."""
-        runs: list[NewRun] = []
-        claimed: list[tuple[int, Job, float | None, Trigger, tuple[int, ...]]] = []  # index into runs
-        skipped: list[tuple[int, str, float]] = []
-        advances: list[Advance] = []
-        wall = report.wall
+    def _decide_due(self, due: list[tuple[str, float]], now: float, in_flight: dict[str, list[int]],
+                    wall: float) -> _Decided:
+        """Decide every due job (no store access: before the lock when it can be, else under it)."""
+        out = _Decided()
+        runs, claimed, skipped, advances = out.runs, out.claimed, out.skipped, out.advances
         for name, first in due:
             job = self._job(name)
             try:
@@ -258,15 +307,15 @@ class Scheduler:
                 # One job whose times can't be computed never stops the others: it is set aside
                 # (no next run) until its definition changes, and reported once.
                 advances.append(Advance(name, None, None, False))
-                report.broken.append((name, f"{type(e).__name__}: {e}"))
+                out.broken.append((name, f"{type(e).__name__}: {e}"))
                 continue
             if d.missed is not None:
                 runs.append(NewRun(name, Trigger.SCHEDULE, d.missed.newest, wall, RunState.DONE, Outcome.MISSED,
                                    spec=spec, missed_count=d.missed.count, first_missed=d.missed_first,
                                    reason=("at least " if d.missed.capped else "") + f"{d.missed.count} slot(s) "
                                    "passed unrun (daemon down, machine asleep, or later than the misfire grace)"))
-                report.missed.append(Missed(name, d.missed.count, d.missed.capped, d.missed_first or first,
-                                            d.missed.newest))
+                out.missed.append(Missed(name, d.missed.count, d.missed.capped, d.missed_first or first,
+                                         d.missed.newest))
             if d.fire is not None and d.skipped:
                 skipped.append((len(runs), name, d.fire))
                 runs.append(NewRun(name, Trigger.SCHEDULE, d.fire, wall, RunState.DONE, Outcome.SKIPPED,
@@ -278,14 +327,22 @@ class Scheduler:
                                    spec=spec))
             advances.append(Advance(name, d.next_run, d.fire if d.fire is not None else
                                     (d.missed.newest if d.missed else None), d.done))
+        return out
+
+    def _write_claims(self, tx: TickTransaction, decided: _Decided, reboot: list[str], wall: float,
+                      in_flight: dict[str, list[int]], report: TickReport) -> None:
+        """Write all the decided runs and advances (two statements), and the @reboot runs."""
+        runs, claimed = list(decided.runs), list(decided.claimed)
+        report.missed += decided.missed
+        report.broken += decided.broken
         for name in reboot:
             job = self._job(name)
             claimed.append((len(runs), job, wall, Trigger.REBOOT, ()))
             runs.append(NewRun(name, Trigger.REBOOT, wall, wall, owner=self.owner, spec=job.spec_json))
             tx.mark_rebooted(name, self.boot_id)
         ids = tx.insert_runs(runs)  # None: a shared store has that slot claimed already
-        tx.advance(advances)
-        for index, name, slot in skipped:
+        tx.advance(decided.advances)
+        for index, name, slot in decided.skipped:
             if ids[index] is not None:
                 report.skipped.append(Skipped(name, slot, ids[index]))
         for index, job, slot, trigger, replaces in claimed:

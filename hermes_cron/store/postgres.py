@@ -67,6 +67,13 @@ class PgStore(Journal):
     def flush(self) -> None:
         pass
 
+    def data_version(self) -> int | None:
+        return None  # (no such counter: a tick is decided under the lock, never ahead)
+
+    def in_flight(self) -> dict[str, list[int]]:
+        with self.db.transaction() as cur:
+            return _PgTick(self, cur).in_flight()
+
     def _mine(self) -> tuple[str, tuple]:
         """The condition that a run is this node's (and this epoch's, for a daemon)."""
         if self.node is None:
@@ -306,6 +313,9 @@ class _PgTick:
     def due(self, now: float) -> list[tuple[str, float]]:
         """The due rows, locked for this claim: another host's claim skips them."""
         return [tuple(r) for r in self._q(f"{_DUE} FOR UPDATE SKIP LOCKED", (now,))]  # type: ignore[misc]
+
+    def data_version(self) -> int | None:
+        return None
 
     def reboot_due(self, boot_id: str) -> list[str]:
         return []  # @reboot is a per-machine notion: not scheduled on the shared store

@@ -79,6 +79,14 @@ class SqliteStore(Journal):
     def flush(self) -> None:
         self.db.flush_wal()
 
+    def data_version(self) -> int | None:
+        """Changes whenever another connection (any process) commits to the database: equal
+        before and under the tick lock, nobody wrote in between (engine/ticker.py's _Ahead)."""
+        return _Tick(self.db).data_version()
+
+    def in_flight(self) -> dict[str, list[int]]:
+        return _Tick(self.db).in_flight()
+
     # schedule ---------------------------------------------------------------------------
 
     def sched_rows(self) -> dict[str, SchedRow]:
@@ -263,6 +271,9 @@ class _Tick:
     def due(self, now: float) -> list[tuple[str, float]]:
         return self.db.query("SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL "
                              "AND next_run <= ? ORDER BY next_run", (now,))
+
+    def data_version(self) -> int:
+        return int(self.db.query("PRAGMA data_version")[0][0])
 
     def reboot_due(self, boot_id: str) -> list[str]:
         return [r[0] for r in self.db.query(
