@@ -1,5 +1,6 @@
-"""Forking supervisors: the only place the engine forks. `spawn` forks one for a batch of runs;
-`Spare` forks one in advance, set up and waiting, so the next due run starts without a fork.
+"""Forking supervisors (a job's own process is made by engine/jobrun.py or engine/hold.py).
+`spawn` forks one for a batch of runs; `Spare` forks one in advance, set up and waiting, so
+handing runs over costs a pipe write instead of a fork.
 A supervisor leaves the caller's session, signals and descriptors behind, then runs
 engine/supervisor.py's loop. Whatever happens in it, the child never returns into the caller's
 code; a crash leaves its traceback in each of its runs' folders (and on its stderr), where
@@ -64,9 +65,9 @@ def _detach_streams() -> None:
 
 
 class Spare:
-    """A supervisor forked in advance, set up and waiting for its runs: handing it runs costs a
-    pipe write instead of a fork, which takes the fork off the path from a due slot to its job.
-    If the daemon goes away, the spare reads end-of-file and exits."""
+    """A supervisor forked in advance (when the daemon is idle), set up and waiting for its runs:
+    handing it runs costs a pipe write instead of a fork. If the daemon goes away, the spare
+    reads end-of-file and exits."""
 
     def __init__(self, notify_fd: int | None = None) -> None:
         read_fd, self._write_fd = os.pipe()
