@@ -348,6 +348,10 @@ class Daemon:
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log, self.settings.max_concurrent,
                                          nofile=self._nofile, spare=True, system=self.clock)
+            # Forked now, the spare's copy-on-write faults are paid by the start-up, not by the
+            # first ticks (forked at the first idle moment instead, its private memory is ~3 MB
+            # less but the first tick's CPU doubles: bench_tick --only idle, 1.3 vs 2.8 ms).
+            self.dispatcher.ready_spare()
         else:
             self.dispatcher.store = self.dispatcher.recorder.store = self.state
         self.upkeep.opened(self.state, self.clock.time())

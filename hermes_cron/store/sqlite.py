@@ -46,6 +46,7 @@ class SqliteStore(Journal):
         self.home = home
         self.db = Database(home, busy_timeout, manual_checkpoints)
         self.path = self.db.path
+        self._unflushed = False  # a tick(flush_later=True) wrote, and flush() has not been called
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
@@ -73,11 +74,18 @@ class SqliteStore(Journal):
         """The claim transaction. With `flush_later`, its commit is not flushed to disk: the
         caller calls flush() once it has let go of the tick lock (the fsync, ~2 ms here, is
         then not lock time), and before it hands any claim over."""
-        with self.db.transaction(durable=not flush_later):
-            yield _Tick(self.db)
+        before = self.db.conn.total_changes
+        try:
+            with self.db.transaction(durable=not flush_later):
+                yield _Tick(self.db)
+        finally:
+            self._unflushed = self._unflushed or (flush_later and self.db.conn.total_changes != before)
 
     def flush(self) -> None:
-        self.db.flush_wal()
+        """(Only after a tick that wrote: an idle tick costs no fsync, and no wake-up for it.)"""
+        if self._unflushed:
+            self.db.flush_wal()
+            self._unflushed = False
 
     def data_version(self) -> int | None:
         """Changes whenever another connection (any process) commits to the database: equal
