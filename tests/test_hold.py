@@ -175,3 +175,45 @@ def test_the_daemon_holds_a_scheduled_job_before_its_slot_and_lets_it_go_on_it(c
         assert out["TracerPid:"].strip() == "0" and out["SigIgn:"].strip() == "0000000000000000"
     # (the first slot after the daemon's start may come sooner than the lead)
     assert all(age >= 0.05 for age in ages[1:]), f"made and held before the slot: {ages}"
+
+
+SUPERVISOR = r"""
+import sys, time
+from hermes_cron.contract.paths import Home
+from hermes_cron.engine.launch import Launch
+from hermes_cron.engine.supervisor import HOLD_AHEAD, StopFlag, Supervisor
+from hermes_cron.logic.jobs import Job
+import os
+home = Home(sys.argv[1]); home.ensure()
+job = Job(name="later", command=("/bin/sh", "-c", sys.argv[2]), schedule="every 1h", tz="UTC")
+at = time.time() + HOLD_AHEAD + 1.0
+launch = Launch.of(1, job, at, home.run_dir(job.name, 1), home.root)
+print(launch.files.output, at, flush=True)
+r, _ = os.pipe()
+sys.exit(Supervisor([launch], StopFlag(), r, None).run())
+"""
+
+
+@pytest.mark.slow
+def test_a_run_due_later_than_the_hold_window_is_waited_for_not_spun_for(tmp_path):
+    """A supervisor given a run due beyond HOLD_AHEAD (a retry, say) sleeps until the run comes
+    within it, then holds it, and starts it on its slot."""
+    probe = 'read up _ < /proc/uptime; echo $up $(cut -d")" -f2 /proc/$$/stat | cut -d" " -f21); date +%s.%N'
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path / "home"), probe],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        output, at = sup.stdout.readline().split()
+        with open(f"/proc/{sup.pid}/schedstat") as f:
+            cpu0 = int(f.read().split()[0])
+        time.sleep(2.0)  # (a span of time is what this measures)
+        with open(f"/proc/{sup.pid}/schedstat") as f:
+            cpu = (int(f.read().split()[0]) - cpu0) / 1e9
+        assert cpu < 0.2, f"the supervisor spun while waiting: {cpu:.2f} s of CPU in 2 s"
+        assert sup.wait(30) == 0
+    finally:
+        sup.kill()
+        sup.wait()
+    with open(output) as f:
+        up, born, now = f.read().split()
+    assert float(now) >= float(at), "nothing before its slot"
+    assert float(up) - int(born) / CLK_TCK >= 0.05, "its process was made and held before the slot"

@@ -79,8 +79,8 @@ class Supervisor:
             waits += [LEASE_CHECK for r in self.active.values() if r.launch.lease_until is not None]
             if self.pending:  # wake just before the slot; _start_due sleeps the last stretch exactly
                 waits.append((self.pending[0].launch.start_at or 0.0) - time.time() - 0.0015)
-            if holding:
-                waits.append(0.0)
+            if holding is not None:
+                waits.append(holding)
             wait_ms = None if not waits else min(max(0, math.ceil(min(waits) * 1000)), MAX_POLL_MS)
             for fd, _ in self.poller.poll(wait_ms):
                 self._on_event(fd)
@@ -134,34 +134,34 @@ class Supervisor:
         started.append(r)
         self.active[r.launch.run_id] = r
 
-    def _hold_ahead(self) -> bool:
+    def _hold_ahead(self) -> float | None:
         """Make and hold the processes of the runs due soon, a few at a time, while the first
-        slot is far enough off; True if there are more to hold (the loop comes back at once,
-        after a look at its events)."""
+        slot is far enough off. Returns when to come back for more: 0 (at once, after a look at
+        the events), the time until the next run comes within HOLD_AHEAD of its slot, or None."""
+        untried = [r for r in self.pending if not r.hold_tried and r.launch.start_at is not None]
         first = self.pending[0].launch.start_at if self.pending else None
-        room = 0.0 if first is None else first - time.time() - HOLD_MARGIN
-        count = min(HOLD_CHUNK, int(room / HOLD_EACH))
+        if not untried or first is None:
+            return None
+        now = time.time()
+        count = min(HOLD_CHUNK, int((first - now - HOLD_MARGIN) / HOLD_EACH))
+        if count <= 0:
+            return None  # too near the slot: these start the ordinary way (later ones, after it)
+        soon = [r for r in untried if r.launch.start_at - now <= HOLD_AHEAD][:count]
+        if not soon:
+            return untried[0].launch.start_at - HOLD_AHEAD - now  # (pending runs are in slot order)
         batch = []
-        for r in self.pending:
-            if r.hold_tried:
-                continue
-            if len(batch) >= count or r.launch.start_at is None or r.launch.start_at - time.time() > HOLD_AHEAD:
-                break  # (pending runs are in slot order)
+        for r in soon:
             r.hold_tried = True
             request = r.hold_request()
             if request is not None:
                 batch.append((r, request))
-        else:
-            if not batch:
-                return False
-        if batch:
-            try:
-                held = hold.hold_all([request for _, request in batch])
-            except OSError:
-                held = [None] * len(batch)
-            for (r, _), h in zip(batch, held):
-                r.held_as(h)
-        return count > 0 and any(not r.hold_tried for r in self.pending)
+        try:
+            held = hold.hold_all([request for _, request in batch])
+        except OSError:
+            held = [None] * len(batch)
+        for (r, _), h in zip(batch, held):
+            r.held_as(h)
+        return 0.0 if len(untried) > len(soon) else None
 
     def _on_event(self, fd: int) -> None:
         if fd == self.wake_r:
