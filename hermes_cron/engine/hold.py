@@ -96,14 +96,12 @@ class Held:
     def __init__(self, pid: int):
         self.pid = pid
         self.returncode: int | None = None
-        self.held = True
 
     def release(self) -> bool:
         """Let the job run (its slot has come). False if the held process was gone (killed
         from outside): it has been reaped and the job never ran."""
         try:
             _ptrace(PTRACE_DETACH, self.pid)
-            self.held = False
             return True
         except OSError:
             self.cancel()
@@ -218,9 +216,7 @@ def _kill_and_reap(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
         _waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-    except ProcessLookupError:
+    except (ChildProcessError, ProcessLookupError):
         pass
 
 

@@ -201,13 +201,8 @@ class _Run:
         if self.held is not None:
             held, self.held = self.held, None
             if held.release():
-                self.proc = held
-                self.out = CappedOutput(self.out_fd, self.launch.output_cap)
-                os.ftruncate(self.out_fd, 0)
-                self.pipe_open = True
-                if self.launch.timeout:
-                    self.timeout_at = time.monotonic() + self.launch.timeout
-                return None
+                os.ftruncate(self.out_fd, 0)  # (a run is held only with its output open)
+                return self._running(held)
             os.close(self.read_fd)  # killed from outside while held (it never ran): start it anew
             self.read_fd = -1
         try:
@@ -218,10 +213,9 @@ class _Run:
         except (OSError, HomeError) as e:
             why = "it is a symbolic link" if getattr(e, "errno", None) == errno.ELOOP else str(e)
             return self.ended(Outcome.FAILED, f"not started: can't open {self.files.output}: {why}")
-        self.out = CappedOutput(self.out_fd, self.launch.output_cap)
         self.read_fd, write_fd = os.pipe()
         try:
-            self.proc = self._popen(write_fd)
+            proc = self._popen(write_fd)
         except OSError as e:
             os.close(write_fd)
             os.close(self.read_fd)
@@ -231,10 +225,14 @@ class _Run:
             self.out_fd = -1
             return self.ended(Outcome.FAILED, message, code, len(message) + 1)
         os.close(write_fd)
+        return self._running(proc)
+
+    def _running(self, proc: subprocess.Popen | hold.Held) -> None:
+        self.proc = proc
+        self.out = CappedOutput(self.out_fd, self.launch.output_cap)
         self.pipe_open = True
         if self.launch.timeout:
             self.timeout_at = time.monotonic() + self.launch.timeout
-        return None
 
     def _popen(self, out: int) -> subprocess.Popen:
         """The ordinary start, with the original limit on open files (the supervisor keeps the

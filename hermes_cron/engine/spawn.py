@@ -66,9 +66,8 @@ def _detach_streams() -> None:
 
 class Spare:
     """A supervisor forked in advance (at the daemon's start, then whenever it is idle after a
-    hand-over), set up and waiting for its runs:
-    handing it runs costs a pipe write instead of a fork. If the daemon goes away, the spare
-    reads end-of-file and exits."""
+    hand-over), set up and waiting for its runs: handing it runs costs a pipe write instead of
+    a fork. If the daemon goes away, the spare reads end-of-file and exits."""
 
     def __init__(self, notify_fd: int | None = None) -> None:
         read_fd, self._write_fd = os.pipe()

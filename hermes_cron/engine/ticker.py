@@ -272,17 +272,16 @@ class Scheduler:
         previous, defs = self._reconciled, self._defs
         assert defs is not None  # read by claim() before it takes the lock
         stored = tx.reconcile_sig()
-        if stored != defs.sig.text():
+        changed = stored != defs.sig.text()
+        if changed:
             only = None
             if previous is not None and stored == previous.sig.text():
                 only = self._diff if self._diff_for is defs else reconcile.changed_jobs(previous.jobs, defs.jobs)
             changes, broken = reconcile.plan(tx.sched_rows(only), defs.jobs, now, self.boot_id, only)
             tx.apply_sched_changes(changes, defs.sig.text(), {n: v.reason for n, v in defs.invalid.items()}, now)
             report.broken += broken
-            self._reconciled = defs
-            return True
         self._reconciled = defs
-        return False
+        return changed
 
     def _job(self, name: str) -> Job:
         assert self._defs is not None  # loaded by claim() before it takes the lock
