@@ -217,3 +217,49 @@ def test_a_run_due_later_than_the_hold_window_is_waited_for_not_spun_for(tmp_pat
         up, born, now = f.read().split()
     assert float(now) >= float(at), "nothing before its slot"
     assert float(up) - int(born) / CLK_TCK >= 0.05, "its process was made and held before the slot"
+
+
+def test_holds_are_paced_by_the_last_chunk_so_none_runs_past_the_slot(tmp_path, monkeypatch):
+    """On a busy machine a hold takes longer than the 3 ms a chunk is first sized for: the next
+    chunks are sized at the pace the last one took, so the supervisor is never still holding
+    (it can't stop a chunk half way) when its first slot comes."""
+    from hermes_cron.contract.paths import Home
+    from hermes_cron.engine import supervisor as sv
+    from hermes_cron.engine.launch import Launch
+    from hermes_cron.logic.jobs import Job
+
+    chunks: list[tuple[float, int]] = []  # (when each chunk ended, its size)
+
+    def slow_hold_all(starts):
+        time.sleep(0.01 * len(starts))  # 10 ms a hold, where HOLD_EACH says 3
+        chunks.append((time.time(), len(starts)))
+        return [None] * len(starts)
+
+    monkeypatch.setattr(sv.hold, "hold_all", slow_hold_all)
+    home = Home(str(tmp_path / "home"))
+    home.ensure()
+    at = time.time() + 0.5
+    launches = [Launch.of(i, Job(name=f"j{i}", command=("/bin/true",), schedule="every 1h", tz="UTC"), at,
+                          home.run_dir(f"j{i}", i), home.root) for i in range(1, 81)]
+    r, w = os.pipe()
+    sup = sv.Supervisor(launches, sv.StopFlag(), r, None)
+    try:
+        while sup._hold_ahead() == 0.0:
+            pass
+    finally:
+        for run in sup.pending:
+            run.close()
+        os.close(r)
+        os.close(w)
+    assert chunks and chunks[0][1] == sv.HOLD_CHUNK
+    assert len(chunks) > 2 and chunks[-1][1] < sv.HOLD_CHUNK, "the chunks shrank as the slot came near"
+    assert max(end for end, _ in chunks) < at, f"a chunk ran past the slot: {[(round(e - at, 3), n) for e, n in chunks]}"
+
+
+def test_the_hold_window_covers_the_longest_lead():
+    """A burst is claimed up to LEAD + MAX_LEAD before its slot: its supervisors may hold all of
+    it from the hand-over on."""
+    from hermes_cron.engine.supervisor import HOLD_AHEAD
+    from hermes_cron.logic.wake import LEAD, MAX_LEAD
+
+    assert HOLD_AHEAD >= LEAD + MAX_LEAD

@@ -28,8 +28,12 @@ from hermes_cron.store.runfiles import STOP, RunFiles, supervisor_token
 MAX_POLL_MS = 2**31 - 1  # poll() takes at most this (24.8 days): a longer wait is made in steps
 HOLD_AHEAD = 5.0  # a run's process is made and held (engine/hold.py) at most this long before its slot,
 HOLD_MARGIN = 0.004  # and only while the first slot is further off than this;
-HOLD_EACH = 0.003  # a hold takes ~2 ms of a core here: so many runs are held at once as fit before the
-HOLD_CHUNK = 16  # first slot, and at most this many (with a look at events between)
+HOLD_EACH = 0.003  # a hold takes ~2 ms of a core here, 3-12 ms of wall time when a burst's supervisors
+HOLD_CHUNK = 16  # share the cores: so many runs are held at once as fit before the first slot at the
+# pace the last chunk took (at least HOLD_EACH each), with room to spare, and at most HOLD_CHUNK
+# (with a look at events between). A chunk can't be cut short once forked: sized at a fixed 3 ms,
+# a chunk begun 40 ms before the slot took 180 ms on a busy machine, and its supervisor's first
+# start came 140 ms late.
 SPIN = 0.0003  # the last this much before a slot is waited for on the CPU, not with a timer
 
 
@@ -57,6 +61,7 @@ class Supervisor:
         self.by_fd: dict[int, tuple[_Run, str]] = {}
         self.poller = select.poll()
         self.poller.register(wake_r, select.POLLIN)
+        self.hold_pace = HOLD_EACH  # the wall time each hold of the last chunk took
 
     def run(self) -> int:
         # (The daemon's raised limit on open files is kept: a burst holds several descriptors
@@ -143,7 +148,7 @@ class Supervisor:
         if not untried or first is None:
             return None
         now = time.time()
-        count = min(HOLD_CHUNK, int((first - now - HOLD_MARGIN) / HOLD_EACH))
+        count = min(HOLD_CHUNK, int((first - now - HOLD_MARGIN) / (2 * self.hold_pace)))
         if count <= 0:
             return None  # too near the slot: these start the ordinary way (later ones, after it)
         soon = [r for r in untried if r.launch.start_at - now <= HOLD_AHEAD][:count]
@@ -159,6 +164,8 @@ class Supervisor:
             held = hold.hold_all([request for _, request in batch])
         except OSError:
             held = [None] * len(batch)
+        if batch:
+            self.hold_pace = max(HOLD_EACH, (time.time() - now) / len(batch))
         for (r, _), h in zip(batch, held):
             r.held_as(h)
         return 0.0 if len(untried) > len(soon) else None

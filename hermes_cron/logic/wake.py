@@ -14,8 +14,12 @@ from dataclasses import dataclass
 # now and then takes a few hundred ms for that), hand it to a supervisor, and start it on the
 # slot. The lead absorbs that jitter instead of the job's start time.
 LEAD = 0.25
-LEAD_PER_RUN = 0.0025  # and this much earlier for each run due at that moment (bursts: each run's folder
-MAX_LEAD = 3.0  # and files are made and its process held before its slot, ~4-5 ms of a core), up to this
+LEAD_PER_RUN = 0.004  # and this much earlier for each run due at that moment (bursts: each run's folder
+MAX_LEAD = 4.5  # and files are made and its process held before its slot, ~3-4 ms of a core), up to this.
+# (At 2.5 ms a run, the four supervisors of a 1,000-run burst on 2 cores had held 160-250 runs
+# each by the slot, and the rest started the slow way: 220-520 ms to the last start; at 4 ms, all
+# are held: 196-241 ms. scripts/profile_burst.py 1000.) The supervisors hold at most HOLD_AHEAD
+# (engine/supervisor.py) before a slot, which is longer than this lead.
 
 
 @dataclass(frozen=True)
