@@ -83,7 +83,11 @@ def fire_latency(firings: int) -> dict:
 
 def lock_hold(job_counts: list[int]) -> dict:
     """Lock held by one tick at a minute boundary with N hashed-hourly jobs (about N/60 due), by an
-    idle tick, and by the first tick after jobs.json changed (a reconcile)."""
+    idle tick, and by the first tick after jobs.json changed (a reconcile). The store is opened
+    as the daemon opens it: the WAL is checkpointed in the idle time after a tick (engine/daemon.py),
+    never by a commit under the lock (SQLite's automatic checkpoint, which a store opened with
+    the defaults runs in the commit that grows the WAL past 1,000 pages: at 100,000 jobs, every
+    due tick's)."""
     from hermes_cron.contract.logs import Silent
     from hermes_cron.contract.paths import Home
     from hermes_cron.contract.procinfo import ProcId, boot_id
@@ -97,15 +101,17 @@ def lock_hold(job_counts: list[int]) -> dict:
             write_jobs(home, [{"name": f"job-{i:06d}", "command": ("true",), "schedule": "H * * * *"}
                               for i in range(n)])
             h = Home(home)
-            state = SqliteStore(h)
+            state = SqliteStore(h, manual_checkpoints=True)
             sched = Scheduler(h, state, ProcId.me(), boot_id())
             base = (time.time() // 60 + 1) * 60
             sched.claim(base - 30)  # warm: loads jobs.json once, as a running daemon has
+            state.idle()
             due_ticks, idle_ticks, due_counts = [], [], []
             for minute in range(5):
                 r = sched.claim(base + 60 * minute + 0.001)
                 due_ticks.append(r.lock_held)
                 due_counts.append(len(r.claims))
+                state.idle()  # the daemon's housekeeping after a tick that wrote: the checkpoint
                 idle_ticks.append(sched.claim(base + 60 * minute + 30).lock_held)
             _hand_edit(h)  # one job changed in jobs.json by hand: the next tick reconciles it
             reconcile_tick = sched.claim(base + 60 * 5 + 30).lock_held
