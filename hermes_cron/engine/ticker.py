@@ -11,6 +11,7 @@ the store's one tick transaction), then hand the claims over, record and settle 
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,6 +190,12 @@ class Scheduler:
         except LockBusy as e:
             command = " ".join(cmdline(e.holder_pid))[:200] if e.holder_pid else ""
             raise TickLockBusy(str(e) + (f" ({command})" if command else ""), e.holder_pid, command or None) from None
+        # No garbage collection under the lock: a full one walks every object of the process
+        # (350 ms with 100,000 jobs loaded); one that falls due meanwhile runs after the release.
+        # Nor freeing the definitions this tick replaces (as long, at 100,000 jobs): `previous`
+        # keeps them until the lock is let go.
+        previous, collecting = self._reconciled, gc.isenabled()
+        gc.disable()
         try:
             t0 = time.monotonic()
             wall = time.time()
@@ -228,6 +235,9 @@ class Scheduler:
             self._note_hermes_claims(report)
         finally:
             lock.release()
+            if collecting:
+                gc.enable()
+        del previous
         self.store.flush()  # durable before any claim is handed over; not lock time
         return report
 
