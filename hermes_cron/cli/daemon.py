@@ -23,32 +23,11 @@ from hermes_cron.contract.cli_types import Seconds
 def run(tick_interval: float, heartbeat_every: int, max_concurrent: int | None, ping: str | None,
         lease: float | None, log_format: str, log_file: str | None, log_level: str) -> None:
     """Run the daemon in the foreground."""
-    # The daemon never speaks TLS, but asyncio (which structlog imports) loads ssl if it can,
-    # and with it OpenSSL: 4 MB of resident memory for nothing. A None entry makes that
-    # optional import fail quietly. Jobs are separate processes and are not affected.
-    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
-    from hermes_cron.engine.daemon import Daemon, Settings
-    from hermes_cron.contract.logs import configure, get_logger
+    from hermes_cron.cli.rundaemon import run_daemon
 
-    from hermes_cron.contract.procinfo import cmdline
-
-    home = _ctx().home  # settles who we act as before the log file is opened
-    sink = configure(log_format, log_file, log_level)
-    # The pidfile records our command line exactly as the kernel shows it: stop and the
-    # watchdog signal a process only if its /proc cmdline is this, whole.
-    settings = Settings(tick_interval=tick_interval, heartbeat_every=heartbeat_every,
-                        max_concurrent=max_concurrent, argv=tuple(cmdline(os.getpid())),
-                        lease=lease if lease is not None else max(30.0, 3 * tick_interval),
-                        ping=_ping_url(ping))
-    code = Daemon(home, settings, get_logger(), reopen_logs=sink.reopen).run()
-    sys.exit(code)
-
-
-
-def _ping_url(url: str | None) -> str | None:
-    from hermes_cron.logic.jobs import check_ping_url
-
-    return check_ping_url(url, "--ping") if url else None
+    sys.exit(run_daemon(_ctx(), tick_interval=tick_interval, heartbeat_every=heartbeat_every,
+                        max_concurrent=max_concurrent, ping=ping, lease=lease, log_format=log_format,
+                        log_file=log_file, log_level=log_level))
 
 
 def _run_args(opts: dict[str, Any]) -> list[str]:

@@ -10,9 +10,7 @@ import click
 
 from hermes_cron.cli.common import complete_zones
 from hermes_cron.contract.cli_types import Count, Seconds
-# Not from contract/logs.py: that imports structlog, which `status` must not pay for and `run`
-# must import only after keeping ssl out (cli/daemon.py).
-from hermes_cron.contract.cli_types import LOG_FORMATS as FORMATS, LOG_LEVELS as LEVELS
+from hermes_cron.contract.command import RUN_SPEC
 from hermes_cron.errors import InvalidInput
 
 
@@ -189,19 +187,12 @@ def _common_fields(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The daemon's options: (flag, type, default, help for `run`). contract/command.py's RUN_OPTIONS
-# names the same flags for the command line that start, restart and the watchdog build.
+# The daemon's options (flag, click type, default, help for `run`), from their click-free
+# definitions (contract/command.py's RUN_SPEC, which cli/quick.py reads as well).
+_KINDS = {"seconds": lambda o: Seconds(*o.allowed), "count": lambda o: Count(*o.allowed), "text": lambda o: str,
+          "choice": lambda o: click.Choice(o.allowed), "file": lambda o: click.Path(dir_okay=False)}
 DAEMON_OPTIONS: list[tuple[str, Any, Any, str | None]] = [
-    ("--tick-interval", Seconds(0.1, 3600), 60.0, "Seconds between ticks; ticks fall on multiples of it."),
-    ("--heartbeat-every", Count(1, 10_000), 5, "Write the heartbeat every N ticks."),
-    ("--max-concurrent", Count(1, 100_000), None, "Most runs at once (default: no limit)."),
-    ("--ping", str, None, "Ping this URL after every successful tick (a dead-man's switch for the daemon)."),
-    ("--lease", Seconds(3, 3600), None, "Shared store: a run's lease, renewed every third of it (default: "
-     "3 ticks, at least 30 s)."),
-    ("--log-format", click.Choice(FORMATS), "auto", None),
-    ("--log-file", click.Path(dir_okay=False), None, "Append logs here (SIGHUP reopens it)."),
-    ("--log-level", click.Choice(LEVELS), "info", None),
-]
+    (o.flag, _KINDS[o.kind](o), o.default, o.help) for o in RUN_SPEC]
 
 
 def run_options(f):

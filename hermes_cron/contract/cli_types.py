@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-LOG_FORMATS = ("auto", "console", "json", "keyvalue")  # contract/logs.py's choices
-LOG_LEVELS = ("debug", "info", "warning", "error")
+from hermes_cron.contract.command import LOG_FORMATS, LOG_LEVELS  # noqa: F401 - (the watchdog's too)
 
 
 class Count(click.IntRange):

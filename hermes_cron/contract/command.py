@@ -6,14 +6,36 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import namedtuple
 
 from hermes_cron.contract.files import open_dir, open_private
 from hermes_cron.contract.paths import Home
 
+LOG_FORMATS = ("auto", "console", "json", "keyvalue")  # contract/logs.py's choices
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+# One option of `hermes-cron run`: its flag, kind (seconds, count, text, choice or file), the
+# bounds of a number or the choices, its default and its help. cli/options.py makes the click
+# options from these; cli/quick.py reads the plain forms of `run` without click.
+RunOption = namedtuple("RunOption", "flag kind allowed default help")
+
+
+RUN_SPEC = (
+    RunOption("--tick-interval", "seconds", (0.1, 3600), 60.0, "Seconds between ticks; ticks fall on multiples of it."),
+    RunOption("--heartbeat-every", "count", (1, 10_000), 5, "Write the heartbeat every N ticks."),
+    RunOption("--max-concurrent", "count", (1, 100_000), None, "Most runs at once (default: no limit)."),
+    RunOption("--ping", "text", (), None, "Ping this URL after every successful tick (a dead-man's switch for the "
+              "daemon)."),
+    RunOption("--lease", "seconds", (3, 3600), None, "Shared store: a run's lease, renewed every third of it "
+              "(default: 3 ticks, at least 30 s)."),
+    RunOption("--log-format", "choice", LOG_FORMATS, "auto", None),
+    RunOption("--log-file", "file", (), None, "Append logs here (SIGHUP reopens it)."),
+    RunOption("--log-level", "choice", LOG_LEVELS, "info", None),
+)
 # The options of `hermes-cron run` that `start`, `restart` and the watchdog pass on, each with
-# a value. The click definitions live with the CLI (cli/options.py); this is their contract.
-RUN_OPTIONS = ("--tick-interval", "--heartbeat-every", "--max-concurrent", "--ping", "--lease", "--log-format",
-               "--log-file", "--log-level")
+# a value.
+RUN_OPTIONS = tuple(option.flag for option in RUN_SPEC)
 STDERR_FILE = "daemon.stderr"
 LOG_FILE = "daemon.log"
 
