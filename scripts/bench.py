@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -80,9 +81,14 @@ def main() -> None:
     rows.append(("1,000 jobs due in the same second: boundary to last start (daemon peak RSS)", "-", "-",
                  f"{ms(b1000['last_ms'])} ({b1000['peak_rss_mb']} MB)", "under 250 ms",
                  verdict(b1000["last_ms"] < 250)))
-    idle = bench_tick.idle(60)
+    venv_dir = tempfile.mkdtemp(prefix="hermes-bench-venv-")
+    try:
+        regular = os.path.join(os.path.dirname(bench_status.install(os.path.join(venv_dir, "venv"))), "python")
+        idle = bench_tick.idle(60, python=regular)
+    finally:
+        shutil.rmtree(venv_dir, ignore_errors=True)
     together = idle["rss_mb"] + idle["spare_private_mb"]
-    rows.append(("idle memory: daemon RSS + the spare supervisor's private memory",
+    rows.append(("idle memory (regular install): daemon RSS + the spare supervisor's private memory",
                  peer("cron", "idle_rss_mb", lambda v: f"{v} MB"), peer("aps", "idle_rss_mb", lambda v: f"{v} MB"),
                  f"{idle['rss_mb']} + {idle['spare_private_mb']} = {together:.1f} MB"
                  + vs_aps("idle_rss_mb", together), "under 20 MB together", verdict(together < 20)))

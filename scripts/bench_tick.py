@@ -156,12 +156,15 @@ def burst(n: int) -> dict:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def idle(seconds: float) -> dict:
+def idle(seconds: float, python: str | None = None) -> dict:
+    """An idle daemon with 5 daily jobs: its RSS, the spare's private memory, CPU and wake-ups.
+    `python`: that of a regular install (as README installs it; bench.py makes one), since an
+    editable install's import hook costs the daemon ~1.4 MB more."""
     home = new_home()
     try:
         for i in range(5):
             cli(home, "add", f"daily-{i}", "--schedule", f"0 {i} * * *", "--", "true")
-        d = Daemon(home)
+        d = Daemon(home, python=python)
         time.sleep(2)
         cpu0, wake0, t0 = d.cpu_s(), d.wakeups(), time.monotonic()
         time.sleep(seconds)

@@ -117,11 +117,11 @@ def write_jobs(home: str, jobs: list[dict[str, Any]]) -> None:
 class Daemon:
     """`hermes-cron run` in the background, for measuring."""
 
-    def __init__(self, home: str, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, home: str, *args: str, env: dict[str, str] | None = None, python: str | None = None):
         self.home = home
         self.log = os.path.join(home, "bench-daemon.log")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hermes_cron", "--home", home, "run", "--log-format", "json",
+            [python or sys.executable, "-m", "hermes_cron", "--home", home, "run", "--log-format", "json",
              "--log-file", self.log, *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})}, start_new_session=True,
