@@ -348,10 +348,11 @@ class Daemon:
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log, self.settings.max_concurrent,
                                          nofile=self._nofile, spare=True, system=self.clock)
-            # Forked now, the spare's copy-on-write faults are paid by the start-up, not by the
-            # first ticks (forked at the first idle moment instead, its private memory is ~3 MB
-            # less but the first tick's CPU doubles: bench_tick --only idle, 1.3 vs 2.8 ms).
-            self.dispatcher.ready_spare()
+            # The spare supervisor is forked at the first idle moment (_idle_work), after the
+            # start-up: what the start-up writes after a fork would stay private in the spare
+            # (4.1 MB forked here, 2.7 MB after the start-up; bench_tick --only idle). The first
+            # tick after it pays the copy-on-write faults once (~1.8 ms of CPU), as the first tick
+            # after any later spare does.
         else:
             self.dispatcher.store = self.dispatcher.recorder.store = self.state
         self.upkeep.opened(self.state, self.clock.time())
