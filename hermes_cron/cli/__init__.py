@@ -1,7 +1,8 @@
-"""The `hermes-cron` command. `main` runs `status` (the command monitoring runs most often) on a
-quick path that loads neither click nor the other commands (cli/quick.py), and everything else
-through the click layer (cli/main.py): one module per group of commands, the shared options
-written once (options.py) and the text built by pure functions (render.py).
+"""The `hermes-cron` command. `main` runs `status` (the command monitoring runs most often) and
+the daemon's plain `run` command line on a quick path that loads neither click nor the other
+commands (cli/quick.py: status starts faster, and the daemon's memory holds none of them), and
+everything else through the click layer (cli/main.py): one module per group of commands, the
+shared options written once (options.py) and the text built by pure functions (render.py).
 """
 
 from __future__ import annotations
