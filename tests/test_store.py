@@ -245,3 +245,40 @@ def test_a_schema_4_state_database_is_upgraded_in_place(home: Home):
         assert conn.execute("SELECT job, state FROM runs").fetchall() == [("a", "claimed")]
     finally:
         conn.close()
+
+
+def test_an_idle_checkpoint_waits_for_enough_writes_or_an_hour(home: Home, monkeypatch):
+    """The daemon's idle housekeeping checkpoints the WAL once it has written CHECKPOINT_ROWS
+    rows, or an hour after the last checkpoint if it wrote anything: an idle daemon's up-time row
+    every heartbeat costs no flush (a checkpoint is two, and the next commit's new log header
+    a third)."""
+    from hermes_cron.contract.procinfo import ProcId
+    from hermes_cron.store import sqlite as sq
+
+    clock = [1000.0]
+    monkeypatch.setattr(sq.time, "monotonic", lambda: clock[0])
+    home.ensure()
+    store = sq.SqliteStore(home, manual_checkpoints=True)
+    calls = []
+    monkeypatch.setattr(store.db, "checkpoint", lambda: calls.append(clock[0]))
+    try:
+        row = store.daemon_started("node", ProcId.me(), 1000.0)
+        store.idle()
+        assert calls == [], "one row: no checkpoint yet"
+        for _ in range(3):
+            store.daemon_seen(row, clock[0])
+        clock[0] += sq.CHECKPOINT_EVERY - 1
+        store.idle()
+        assert calls == []
+        clock[0] += 1
+        store.idle()
+        assert calls == [clock[0]], "an hour on: checkpointed"
+        clock[0] += 2 * sq.CHECKPOINT_EVERY
+        store.idle()
+        assert len(calls) == 1, "nothing written since: nothing to checkpoint"
+        for _ in range(sq.CHECKPOINT_ROWS):
+            store.daemon_seen(row, clock[0])
+        store.idle()
+        assert len(calls) == 2, "enough written: checkpointed at once"
+    finally:
+        store.close()

@@ -150,7 +150,10 @@ def stale_threshold(hb: Heartbeat | None) -> float:
 
 
 def write_heartbeat(path: str, hb: Heartbeat) -> None:
-    atomic_write(path, hb.to_json())
+    """Replaced whole (readers see the old or the new one), not flushed to disk: it says the
+    daemon is alive now, which a power cut makes moot either way (the two fsyncs were most of
+    an idle daemon's disk flushes)."""
+    atomic_write(path, hb.to_json(), durable=False)
 
 
 def read_heartbeat(path: str, owner: int | None = None) -> Heartbeat | None:

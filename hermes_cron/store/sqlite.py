@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -22,6 +23,8 @@ from hermes_cron.store.base import Advance, NewRun, Request, RunRecord, SchedCha
 from hermes_cron.store.journal import SQLITE, TO_NOTE, Journal, drop_events, noted, record_changes
 from hermes_cron.store.sqlite_db import COUNT, Database
 
+CHECKPOINT_ROWS = 256  # idle(): checkpoint once this connection changed so many rows,
+CHECKPOINT_EVERY = 3600.0  # or at least this often (seconds), if it changed any
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
 _INSERT = ("INSERT INTO runs (job, trigger, scheduled, state, status, claimed_at, ended_at, owner_pid, owner_start, "
            "replaces, spec, missed_count, first_missed, reason, noted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -47,6 +50,7 @@ class SqliteStore(Journal):
         self.db = Database(home, busy_timeout, manual_checkpoints)
         self.path = self.db.path
         self._unflushed = False  # a tick(flush_later=True) wrote, and flush() has not been called
+        self._checkpoint_changes, self._checkpoint_time = 0, time.monotonic()  # idle()'s last checkpoint
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
@@ -67,7 +71,16 @@ class SqliteStore(Journal):
         self.db.close()
 
     def idle(self) -> None:
+        """The WAL checkpoint (PASSIVE), once this connection has changed CHECKPOINT_ROWS rows
+        since the last one, or CHECKPOINT_EVERY has passed: each costs two flushes (and the
+        next commit a third, for the log's new header), and an idle daemon writes only its
+        up-time row every heartbeat (store/journal.py), which can wait. (Other connections,
+        the CLI's, keep SQLite's automatic checkpoint.)"""
+        changed = self.db.conn.total_changes - self._checkpoint_changes
+        if changed == 0 or (changed < CHECKPOINT_ROWS and time.monotonic() - self._checkpoint_time < CHECKPOINT_EVERY):
+            return
         self.db.checkpoint()
+        self._checkpoint_changes, self._checkpoint_time = self.db.conn.total_changes, time.monotonic()
 
     @contextmanager
     def tick(self, flush_later: bool = False) -> Iterator[_Tick]:
