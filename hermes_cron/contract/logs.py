@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import stat
 import sys
 import types
 from typing import Any, TextIO
@@ -44,8 +45,10 @@ class LogSink:
         assert self.path is not None
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         st = os.fstat(fd)
-        if st.st_size == 0 and st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o600:
-            os.fchmod(fd, 0o600)  # a new log is private whatever the umask
+        # A new log is private whatever the umask; never another kind of file (`--log-file
+        # /dev/null` run as root once made /dev/null 0600, and the machine unusable to others).
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o600:
+            os.fchmod(fd, 0o600)
         return os.fdopen(fd, "a", buffering=1)
 
     def write(self, text: str) -> int:
