@@ -65,8 +65,8 @@ def _detach_streams() -> None:
 
 
 class Spare:
-    """A supervisor forked in advance (at the daemon's start, then whenever it is idle after a
-    hand-over), set up and waiting for its runs: handing it runs costs a pipe write instead of
+    """A supervisor forked in advance (whenever the daemon is idle without one: after its
+    start-up, and after each hand-over), set up and waiting for its runs: handing it runs costs a pipe write instead of
     a fork. If the daemon goes away, the spare reads end-of-file and exits."""
 
     def __init__(self, notify_fd: int | None = None) -> None:
