@@ -99,6 +99,12 @@ def boot_id() -> str:
         return "unknown"
 
 
+def host_name() -> str:
+    """This host's name, as socket.gethostname() gives it (both are the kernel's nodename),
+    without loading the socket module: 0.5 MB of the daemon's memory."""
+    return os.uname().nodename
+
+
 def boot_time() -> float:
     with open("/proc/stat") as f:
         for line in f:

@@ -8,8 +8,8 @@ import errno
 import os
 import resource
 import signal
-import subprocess
 import time
+from typing import TYPE_CHECKING
 
 from hermes_cron.contract.files import open_private, write_at
 from hermes_cron.contract.procinfo import start_ticks
@@ -21,9 +21,21 @@ from hermes_cron.logic.hermes import runner_said
 from hermes_cron.logic.run import Outcome, RunResult
 from hermes_cron.store.runfiles import JOB_PID, LEASE, OUTPUT, RESULT, TOKEN
 
+if TYPE_CHECKING:
+    import subprocess
+
 DRAIN_AFTER_EXIT = 1.0  # how long to wait for output from leftover children once the job exited
 LEASE_CHECK = 1.0  # shared store: how often a run's lease file is read
 MARKER = b"\n[... hermes-cron: %d bytes omitted ...]\n"
+
+
+def load_popen() -> None:
+    """Load the ordinary start's module (subprocess) ahead of a start that needs it. The daemon
+    doesn't load it (0.5 MB of its memory, with the locale module it brings), since most runs
+    are held (engine/hold.py) and need none of it; a supervisor loads it before the slot of a
+    run that can't be held, or on the start of a run without a slot (a trigger)."""
+    import subprocess
+    del subprocess  # (loaded is all it takes)
 
 
 class CappedOutput:
@@ -238,6 +250,8 @@ class _Run:
         """The ordinary start, with the original limit on open files (the supervisor keeps the
         daemon's raised one): lowered around the spawn, or, with too many descriptors open here
         for that, in the child (a fork instead of a vfork)."""
+        import subprocess
+
         def popen(**extra) -> subprocess.Popen:
             return subprocess.Popen(self.launch.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.cwd,
                                     env=self.env, start_new_session=True, close_fds=True, **extra)

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import host_name
 from hermes_cron.errors import HermesCronError
 from hermes_cron.logic.alerts import Alerts, decide
 from hermes_cron.logic.zones_lite import utc_iso
 from hermes_cron.store.base import RunRecord
 from hermes_cron.store.journal import Planned
 from hermes_cron.store.runfiles import RunFiles
+
+if TYPE_CHECKING:
+    import subprocess
 
 TAIL = 4096  # bytes of output a hook is given
 REASON = 2000
@@ -48,7 +50,7 @@ class Notifier:
         self.home = home
         self.log = log
         self.defaults = defaults
-        self.host = socket.gethostname()
+        self.host = host_name()
         self.due = True  # runs may have ended unnoted (by us, by a command, before a restart)
         self._runners: dict[int, subprocess.Popen] = {}  # event id -> the runner it was handed to
         self._defaults: dict = {}  # as last read (a file that can't be read now keeps them)
@@ -96,6 +98,8 @@ class Notifier:
                 del self._runners[event_id]
 
     def _launch(self, ids: list[int]) -> None:
+        import subprocess  # (loaded with the first hook, not with the daemon: engine/jobrun.py's load_popen)
+
         argv = [sys.executable, "-m", "hermes_cron.engine.hookrun", "--home", self.home.root]
         if self.home.store:
             argv += ["--store", self.home.store]

@@ -7,7 +7,6 @@ runs themselves (a pause cancelling a claimed run, `stop --jobs`, `trigger` in t
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from typing import Any, Callable
 
@@ -95,6 +94,8 @@ class Recorder:
             if cut_short and pid else None
         if settle is None:
             return
+        import subprocess  # (rarely needed: not loaded with the daemon; engine/jobrun.py's load_popen)
+
         try:
             subprocess.Popen(settle,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

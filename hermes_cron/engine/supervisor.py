@@ -19,7 +19,7 @@ import time
 from hermes_cron import faults
 from hermes_cron.contract.procinfo import ProcId
 from hermes_cron.engine import hold
-from hermes_cron.engine.jobrun import LEASE_CHECK, _Run
+from hermes_cron.engine.jobrun import LEASE_CHECK, _Run, load_popen
 from hermes_cron.engine.launch import Launch
 from hermes_cron.engine.stopping import stop_target
 from hermes_cron.logic.run import Outcome, RunResult
@@ -168,6 +168,8 @@ class Supervisor:
             self.hold_pace = max(HOLD_EACH, (time.time() - now) / len(batch))
         for (r, _), h in zip(batch, held):
             r.held_as(h)
+        if any(r.held is None for r in soon):
+            load_popen()  # those start the ordinary way: its module loaded now, not on the slot
         return 0.0 if len(untried) > len(soon) else None
 
     def _on_event(self, fd: int) -> None:

@@ -14,19 +14,18 @@ daemon talks to the database at each tick anyway, every tick is recorded there.
 from __future__ import annotations
 
 import os
-import socket
 import struct
 from typing import Any
 
 from hermes_cron.contract.files import open_dir, open_private
 from hermes_cron.contract.paths import Home
-from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.contract.procinfo import ProcId, host_name
 from hermes_cron.errors import HermesCronError, HomeError
 
 
 def node_of(cluster: Any) -> str:
     """The name the up-times are kept under: the cluster's node, or this host."""
-    return cluster.node if cluster is not None else socket.gethostname()
+    return cluster.node if cluster is not None else host_name()
 
 
 class Upkeep:
