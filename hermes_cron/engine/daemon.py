@@ -28,7 +28,7 @@ from hermes_cron.contract.locks import FileLock
 from hermes_cron.contract.notify import notify
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import ProcId, boot_id
-from hermes_cron.logic.wake import boundary_after, next_wake
+from hermes_cron.logic.wake import boundary_after, next_wake, spare_wanted
 from hermes_cron.store.migrate import NOTE, migrate
 from hermes_cron.store.base import Store
 from hermes_cron.store.sqlite import SqliteStore
@@ -243,17 +243,17 @@ class Daemon:
                 return wake.target
             if wake.at - now > self.settings.tick_interval + 1.0 + (wake.target - wake.at):
                 return now  # the wall clock stepped back while we slept: start over from it
-            until = self._idle_work(now, wake.at)
+            until = self._idle_work(now, wake.at, next_due)
             if until is None:
                 continue
             for key, _ in self.selector.select(min(until - now, self.settings.tick_interval)):
                 self._on_ready(key.fd)
         return self.clock.time()
 
-    def _idle_work(self, now: float, wake_at: float) -> float | None:
+    def _idle_work(self, now: float, wake_at: float, next_due: float | None = None) -> float | None:
         """One piece of housekeeping that fits before `wake_at`: the store's (a WAL checkpoint),
-        or forking the spare supervisor. None if it did one (look again); else until when to
-        sleep."""
+        or forking the spare supervisor when a slot is near (`next_due`), or dismissing it when
+        none is. None if it did one (look again); else until when to sleep."""
         if self.notifier is not None and self.state is not None and wake_at - now > IDLE_WORK_LEAD and (
                 self.notifier.due or self.dispatcher is not None and self.dispatcher.recorder.to_note):
             self.dispatcher.recorder.to_note = False
@@ -275,13 +275,19 @@ class Daemon:
                 self.log.warning("checkpoint.failed", error=str(e))
             self.log.debug("checkpoint", took_ms=round((time.monotonic() - t0) * 1000, 2))
             return None
-        if self.dispatcher is not None and self.dispatcher.wants_spare and wake_at - now > SPARE_LEAD:
+        if self.dispatcher is None or not self.dispatcher.keep_spare:
+            return wake_at
+        wanted = spare_wanted(next_due, now, self.settings.tick_interval)
+        if wanted and self.dispatcher.spare is None and wake_at - now > SPARE_LEAD:
             # Fork the spare while nothing is due, and not right beside a start it would slow.
             spare_at = self._last_dispatch + SPARE_DELAY
             if now >= spare_at:
                 self.dispatcher.ready_spare()
                 return None
             return min(wake_at, spare_at)
+        if wanted is False and self.dispatcher.spare is not None:
+            self.dispatcher.dismiss_spare()
+            return None
         return wake_at
 
     def _on_ready(self, fd: int) -> None:
@@ -348,11 +354,9 @@ class Daemon:
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(self.home, self.state, self.me, self.log, self.settings.max_concurrent,
                                          nofile=self._nofile, spare=True, system=self.clock)
-            # The spare supervisor is forked at the first idle moment (_idle_work), after the
-            # start-up: what the start-up writes after a fork would stay private in the spare
-            # (4.1 MB forked here, 2.7 MB after the start-up; bench_tick --only idle). The first
-            # tick after it pays the copy-on-write faults once (~1.8 ms of CPU), as the first tick
-            # after any later spare does.
+            # The spare supervisor is forked when idle and a slot is near (_idle_work), never here:
+            # what the start-up writes after a fork would stay private in it (4.1 MB forked here,
+            # 2.7 MB after the start-up; bench_tick --only idle).
         else:
             self.dispatcher.store = self.dispatcher.recorder.store = self.state
         self.upkeep.opened(self.state, self.clock.time())

@@ -143,11 +143,13 @@ class Dispatcher:
         """Keep a supervisor forked and waiting, so the next due run starts without a fork."""
         if self.keep_spare and self.spare is None:
             self.spare = self.os.spare(self._notify_w)
+            self.log.debug("spare.ready", pid=self.spare.pid)
 
     def dismiss_spare(self) -> None:
         if self.spare is not None:
             self.spare.dismiss()
             self.os.wait_child(self.spare.pid)
+            self.log.debug("spare.dismissed", pid=self.spare.pid)
             self.spare = None
 
     def close(self) -> None:

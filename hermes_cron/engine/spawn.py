@@ -65,9 +65,10 @@ def _detach_streams() -> None:
 
 
 class Spare:
-    """A supervisor forked in advance (whenever the daemon is idle without one: after its
-    start-up, and after each hand-over), set up and waiting for its runs: handing it runs costs a pipe write instead of
-    a fork. If the daemon goes away, the spare reads end-of-file and exits."""
+    """A supervisor forked in advance (when the daemon is idle without one and a slot is near:
+    logic/wake.py's spare_wanted), set up and waiting for its runs: handing it runs costs a pipe
+    write instead of a fork. If the daemon goes away or dismisses it, the spare reads
+    end-of-file and exits."""
 
     def __init__(self, notify_fd: int | None = None) -> None:
         read_fd, self._write_fd = os.pipe()

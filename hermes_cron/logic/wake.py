@@ -41,3 +41,28 @@ def next_wake(next_tick: float, next_due: float | None, due_count: int, deadline
 def boundary_after(now: float, step: float) -> float:
     """The first tick boundary after `now`: ticks fall on wall-clock multiples of the interval."""
     return (now // step + 1) * step
+
+
+# The spare supervisor (engine/spawn.py's Spare) saves a due run the fork of its supervisor.
+# It is kept only while a slot is near: forked at the last wake before that slot (a tick or
+# less ahead, plus the longest lead, so no extra wake-up is needed for it), dismissed when
+# nothing is due for twice that long. An idle daemon whose jobs are hours away holds no spare:
+# the spare's memory, which grows as the daemon's pages change under it (copy-on-write), is
+# given back, and the spare a slot gets is a fresh one.
+SPARE_AHEAD = MAX_LEAD + 2 * LEAD + 1.0
+
+
+def spare_horizon(tick_interval: float) -> float:
+    """How far ahead a due slot makes the daemon keep a spare supervisor."""
+    return tick_interval + SPARE_AHEAD
+
+
+def spare_wanted(next_due: float | None, now: float, tick_interval: float) -> bool | None:
+    """True: fork a spare if there is none; False: dismiss the one there is; None: leave it as
+    it is (between the two horizons, so a spare is not forked and dismissed by turns)."""
+    horizon = spare_horizon(tick_interval)
+    if next_due is not None and next_due - now <= horizon:
+        return True
+    if next_due is None or next_due - now > 2 * horizon:
+        return False
+    return None
