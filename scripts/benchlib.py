@@ -192,6 +192,29 @@ class Daemon:
                     n += int(line.split()[1])
         return n
 
+    def watch_sleeps(self, seconds: float) -> int | None:
+        """Wait `seconds`, counting the daemon's wake-ups meanwhile: the times its main thread
+        went to sleep in its loop (epoll_wait; each sleep ends in one wake-up), counted by the
+        kernel through perf. Context switches count more than wake-ups: a tick that waits on the
+        disk (the heartbeat's rename does, on ext4) switches again without having slept. None if
+        perf can't count them here (it is then a plain wait)."""
+        out = os.path.join(self.home, "perf.out")
+        try:
+            r = subprocess.run(["perf", "stat", "-x", ",", "-o", out, "-e", "syscalls:sys_enter_epoll_wait",
+                                "-t", str(self.pid), "--", "sleep", str(seconds)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except FileNotFoundError:
+            r = None
+        if r is None or r.returncode != 0:
+            time.sleep(seconds)
+            return None
+        with open(out) as f:
+            for line in f:
+                fields = line.split(",")
+                if len(fields) > 2 and fields[2].startswith("syscalls:sys_enter_epoll_wait"):
+                    return int(fields[0]) if fields[0].isdigit() else None
+        return None
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
