@@ -39,8 +39,13 @@ def next_wake(next_tick: float, next_due: float | None, due_count: int, deadline
 
 
 def boundary_after(now: float, step: float) -> float:
-    """The first tick boundary after `now`: ticks fall on wall-clock multiples of the interval."""
-    return (now // step + 1) * step
+    """The first tick boundary after `now`: ticks fall on wall-clock multiples of the interval.
+    Strictly after: with an interval that binary floats can't hold exactly (0.1, 0.2, 0.3), the
+    product can round back onto `now` itself, a boundary just ticked (the loop then ticked the
+    same boundary over and over, using a whole core)."""
+    k = now // step + 1
+    boundary = k * step
+    return boundary if boundary > now else (k + 1) * step
 
 
 # The spare supervisor (engine/spawn.py's Spare) saves a due run the fork of its supervisor.

@@ -1,5 +1,6 @@
-"""The spare supervisor (engine/spawn.py's Spare) is kept only while a slot is near: forked at
-the last wake before it, dismissed when nothing is due for long (logic/wake.py)."""
+"""When the daemon wakes, and what it keeps ready (logic/wake.py): tick boundaries strictly one
+after another; the spare supervisor (engine/spawn.py's Spare) kept only while a slot is near,
+forked at the last wake before it, dismissed when nothing is due for long."""
 
 from __future__ import annotations
 
@@ -59,3 +60,29 @@ def test_an_idle_daemon_holds_no_spare_and_forks_one_when_a_slot_comes_near(cli,
     finally:
         d.stop()
         kill_leftovers(home)
+
+
+def test_the_next_tick_boundary_is_always_after_the_one_just_ticked():
+    """Ticks at 0.1, 0.2 or 0.3 s intervals: a boundary times the interval can round back onto
+    itself, and the daemon ticked one boundary over and over (a whole core)."""
+    from hermes_cron.logic.wake import boundary_after
+
+    for step in (0.1, 0.2, 0.3, 0.7, 1.0, 1.5, 60.0, 3600.0):
+        for k in range(1_000_000, 1_000_000 + 2000):
+            now = k * step + 1_795_000_000.0 // step * step  # boundaries as the loop computes them
+            nxt = boundary_after(now, step)
+            assert now < nxt <= now + step * 1.000001, (step, now, nxt)
+            assert boundary_after(nxt, step) > nxt
+
+
+@pytest.mark.slow
+def test_a_daemon_ticking_every_fifth_of_a_second_ticks_five_times_a_second(home):
+    d = DaemonProc(home, "--heartbeat-every", "1", tick=0.2)
+    try:
+        d.wait_started()
+        first = len(d.events("heartbeat"))
+        time.sleep(2.0)  # the span measured (a wait, not a condition: the count is what is checked)
+        ticks = len(d.events("heartbeat")) - first
+    finally:
+        d.stop()
+    assert 5 <= ticks <= 15, f"{ticks} ticks in 2 s at a 0.2 s interval"
