@@ -4,13 +4,18 @@ Without systemd (no NOTIFY_SOCKET) every call is a no-op."""
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 
-def notify(message: str) -> bool:
-    """Send `message` (e.g. "READY=1\\nSTATUS=...") to systemd; False if not under systemd."""
+def notify(message: str | Callable[[], str]) -> bool:
+    """Send `message` (e.g. "READY=1\\nSTATUS=...") to systemd; False if not under systemd.
+    A callable is called for the message only under systemd (a tick's status line is worked out
+    only where someone reads it)."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
+    if callable(message):
+        message = message()
     import socket
 
     if address.startswith("@"):

@@ -164,7 +164,7 @@ class Daemon:
                 self.dispatcher.recorder.pinger.send(self.settings.ping, "tick")
             self.health.lock_wait = None
             self._checkpoint_due += counted  # counted ticks since the last checkpoint
-            notify(f"WATCHDOG=1\nSTATUS={self._status_line()}")
+            notify(lambda: f"WATCHDOG=1\nSTATUS={self._status_line()}")
         except (SystemExit, KeyboardInterrupt):  # logged by run(), then honoured
             raise
         except TickLockBusy as e:
@@ -361,7 +361,7 @@ class Daemon:
             self.dispatcher.store = self.dispatcher.recorder.store = self.state
         self.upkeep.opened(self.state, self.clock.time())
         if self.notifier is None:
-            self.notifier = Notifier(self.home, self.log, lambda: self.scheduler.definitions.defaults
+            self.notifier = Notifier(self.home, self.log, lambda: self.scheduler.loaded.defaults
                                      if self.scheduler is not None else {})
 
     def _close_store(self) -> None:

@@ -170,6 +170,11 @@ class Scheduler:
             self._defs_key = (self._native, token)
         return self._defs
 
+    @property
+    def loaded(self) -> Definitions:
+        """The definitions as the last tick read them, without a look at the files."""
+        return self._defs if self._defs is not None else self.definitions
+
     def claim(self, now: float | None = None, only_requests: set[int] | None = None) -> TickReport:
         """Claim what is due at `now` (default: the current time) and return the claims.
 
