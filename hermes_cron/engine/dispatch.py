@@ -135,10 +135,6 @@ class Dispatcher:
                                                  scheduled=c.scheduled, ping=c.job.ping)
         return [(c, supervisor) for c in claims]
 
-    @property
-    def wants_spare(self) -> bool:
-        return self.keep_spare and self.spare is None
-
     def ready_spare(self) -> None:
         """Keep a supervisor forked and waiting, so the next due run starts without a fork."""
         if self.keep_spare and self.spare is None:
