@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -238,11 +239,16 @@ def test_holds_are_paced_by_the_last_chunk_so_none_runs_past_the_slot(tmp_path, 
     monkeypatch.setattr(sv.hold, "hold_all", slow_hold_all)
     home = Home(str(tmp_path / "home"))
     home.ensure()
-    at = time.time() + 0.5
-    launches = [Launch.of(i, Job(name=f"j{i}", command=("/bin/true",), schedule="every 1h", tz="UTC"), at,
+    later = time.time() + 60
+    launches = [Launch.of(i, Job(name=f"j{i}", command=("/bin/true",), schedule="every 1h", tz="UTC"), later,
                           home.run_dir(f"j{i}", i), home.root) for i in range(1, 81)]
     r, w = os.pipe()
     sup = sv.Supervisor(launches, sv.StopFlag(), r, None)
+    # The slot is set once the supervisor is made (making 80 runs' files takes a while on a busy
+    # machine, and the test is about the time left after it).
+    at = time.time() + 0.5
+    for run in sup.pending:
+        run.launch = replace(run.launch, start_at=at)
     try:
         while sup._hold_ahead() == 0.0:
             pass
