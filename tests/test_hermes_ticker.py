@@ -213,11 +213,14 @@ def test_the_hand_over_waits_for_hermes_own_ticker_to_stop(hermes_bin, cli, home
             "InProcessCronScheduler().start(ev, interval=1)\n")
     builtin = subprocess.Popen([os.path.join(hermes_bin, "python"), "-c", code], env=env, stdin=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=os.path.dirname(home.root))
-    d = daemons()
     try:
-        d.wait_started()
+        # Beating before our daemon starts, as a gateway that was never restarted has been: a
+        # daemon started in the same second can't know of a ticker that hasn't beaten yet (the
+        # test started both at once, and a slow start of Hermes's now and then lost that race).
         wait_for(lambda: os.path.exists(os.path.join(home.root, "cron", "ticker_heartbeat")), 20,
                  what="Hermes's ticker beating")
+        d = daemons()
+        d.wait_started()
         wait_for(lambda: len(executions(hermes_bin, home, job_id)) >= 2, 30, what="Hermes's own ticker firing")
         assert "Hermes's own ticker is still running" in cli("status").stdout
         assert not runs(home, f"hermes.{job_id}"), "two tickers never both fire Hermes's jobs"
