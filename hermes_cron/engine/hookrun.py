@@ -17,7 +17,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ import time
 from typing import Any
 
 from hermes_cron.contract.paths import Home
-from hermes_cron.contract.procinfo import ProcId
+from hermes_cron.contract.procinfo import ProcId, host_name
 from hermes_cron.errors import HermesCronError
 
 KILL_AFTER = 5.0
@@ -159,7 +158,7 @@ def main(argv: list[str]) -> int:
     from hermes_cron.store.opening import open_store
 
     home = Home(args.home, args.store)
-    me, host = ProcId.me(), socket.gethostname()
+    me, host = ProcId.me(), host_name()
     store = open_store(home)
     try:
         mine = [e for e in store.events(args.ids) if e.state == "pending" and store.claim_event(e.id, host, me, time.time())]

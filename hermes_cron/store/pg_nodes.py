@@ -10,10 +10,10 @@ stops its runs and claims nothing until it has registered again with a new epoch
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 from hermes_cron.contract.paths import Home
+from hermes_cron.contract.procinfo import host_name
 from hermes_cron.store.journal import TO_NOTE
 from hermes_cron.store.postgres import COUNT
 
@@ -24,7 +24,7 @@ def node_name(home: Home) -> str:
     """This home's node on the shared store: $HERMES_CRON_NODE, else host:home."""
     import os
 
-    return os.environ.get("HERMES_CRON_NODE") or f"{socket.gethostname()}:{home.root}"
+    return os.environ.get("HERMES_CRON_NODE") or f"{host_name()}:{home.root}"
 
 
 def register(db, node: str, pid: int, pid_start: int, version: str, lease: float, tick: float) -> int:
@@ -36,7 +36,7 @@ def register(db, node: str, pid: int, pid_start: int, version: str, lease: float
         "version = EXCLUDED.version, epoch = EXCLUDED.epoch, started_at = EXCLUDED.started_at, "
         "heartbeat = EXCLUDED.heartbeat, lease_s = EXCLUDED.lease_s, tick_s = EXCLUDED.tick_s, fenced = false "
         "RETURNING epoch",
-        (node, socket.gethostname(), pid, pid_start, version, lease, tick))
+        (node, host_name(), pid, pid_start, version, lease, tick))
     return int(rows[0][0])
 
 
