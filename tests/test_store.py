@@ -263,7 +263,7 @@ def test_an_idle_checkpoint_waits_for_enough_writes_or_an_hour(home: Home, monke
     monkeypatch.setattr(store.db, "checkpoint", lambda: calls.append(clock[0]))
     try:
         row = store.daemon_started("node", ProcId.me(), 1000.0)
-        store.idle()
+        assert store.idle() is False
         assert calls == [], "one row: no checkpoint yet"
         for _ in range(3):
             store.daemon_seen(row, clock[0])
@@ -271,7 +271,7 @@ def test_an_idle_checkpoint_waits_for_enough_writes_or_an_hour(home: Home, monke
         store.idle()
         assert calls == []
         clock[0] += 1
-        store.idle()
+        assert store.idle() is True
         assert calls == [clock[0]], "an hour on: checkpointed"
         clock[0] += 2 * sq.CHECKPOINT_EVERY
         store.idle()

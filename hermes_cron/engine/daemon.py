@@ -270,10 +270,10 @@ class Daemon:
             self._checkpoint_due = 0
             t0 = time.monotonic()
             try:
-                self.state.idle()
+                if self.state.idle():
+                    self.log.debug("checkpoint", took_ms=round((time.monotonic() - t0) * 1000, 2))
             except HermesCronError as e:
                 self.log.warning("checkpoint.failed", error=str(e))
-            self.log.debug("checkpoint", took_ms=round((time.monotonic() - t0) * 1000, 2))
             return None
         if self.dispatcher is None or not self.dispatcher.keep_spare:
             return wake_at

@@ -169,7 +169,7 @@ class Store(Protocol):
     """Runs and schedule state, for the engine and the commands."""
 
     def close(self) -> None: ...
-    def idle(self) -> None: ...  # housekeeping when nothing is due (SQLite: a WAL checkpoint)
+    def idle(self) -> bool: ...  # housekeeping when nothing is due (SQLite: a WAL checkpoint); True if done
     def tick(self, flush_later: bool = False) -> AbstractContextManager[TickTransaction]: ...
     def flush(self) -> None: ...  # make a tick(flush_later=True)'s commit durable
     def data_version(self) -> int | None: ...  # changes when another connection commits; None: can't tell

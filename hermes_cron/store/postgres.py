@@ -53,8 +53,8 @@ class PgStore(Journal):
     def _read(self):
         return self.db.transaction()
 
-    def idle(self) -> None:
-        return None
+    def idle(self) -> bool:
+        return False
 
     def now(self) -> float:
         return self.db.now()

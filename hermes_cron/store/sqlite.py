@@ -70,17 +70,18 @@ class SqliteStore(Journal):
     def close(self) -> None:
         self.db.close()
 
-    def idle(self) -> None:
+    def idle(self) -> bool:
         """The WAL checkpoint (PASSIVE), once this connection has changed CHECKPOINT_ROWS rows
         since the last one, or CHECKPOINT_EVERY has passed: each costs two flushes (and the
         next commit a third, for the log's new header), and an idle daemon writes only its
         up-time row every heartbeat (store/journal.py), which can wait. (Other connections,
-        the CLI's, keep SQLite's automatic checkpoint.)"""
+        the CLI's, keep SQLite's automatic checkpoint.) True if it checkpointed."""
         changed = self.db.conn.total_changes - self._checkpoint_changes
         if changed == 0 or (changed < CHECKPOINT_ROWS and time.monotonic() - self._checkpoint_time < CHECKPOINT_EVERY):
-            return
+            return False
         self.db.checkpoint()
         self._checkpoint_changes, self._checkpoint_time = self.db.conn.total_changes, time.monotonic()
+        return True
 
     @contextmanager
     def tick(self, flush_later: bool = False) -> Iterator[_Tick]:
