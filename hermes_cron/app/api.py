@@ -8,7 +8,8 @@ from hermes_cron.contract.logs import get_logger
 from hermes_cron.contract.paths import Home, resolve_home
 from hermes_cron.contract.procinfo import ProcId, boot_id
 from hermes_cron.engine.dispatch import Dispatcher
-from hermes_cron.engine.ticker import Scheduler, TickReport
+from hermes_cron.engine.claims import TickReport
+from hermes_cron.engine.ticker import Scheduler
 from hermes_cron.store.migrate import migrate
 from hermes_cron.store.opening import open_store
 

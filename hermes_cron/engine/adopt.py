@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hermes_cron.contract.procinfo import ProcId
-from hermes_cron.engine.ticker import Claim
+from hermes_cron.engine.claims import Claim
 from hermes_cron.errors import HermesCronError
 from hermes_cron.logic.run import Outcome
 from hermes_cron.logic.settle import Action, Facts, Token, settle

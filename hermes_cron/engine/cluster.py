@@ -199,11 +199,11 @@ class Cluster:
                     pass
 
 
-def _claim(lost: pg_nodes.Lost):  # -> engine.ticker.Claim | None
+def _claim(lost: pg_nodes.Lost):  # -> engine.claims.Claim | None
     """The claim to start for a lost run's second attempt, from the job as it was claimed."""
     import json
 
-    from hermes_cron.engine.ticker import Claim
+    from hermes_cron.engine.claims import Claim
     from hermes_cron.errors import InvalidInput
     from hermes_cron.logic.jobs import Job
     from hermes_cron.logic.run import Trigger

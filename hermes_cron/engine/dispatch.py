@@ -22,7 +22,7 @@ from hermes_cron.engine.adopt import Watched, adopt, after_supervisor
 from hermes_cron.engine.launch import Launch, Target
 from hermes_cron.engine.recorder import Recorder
 from hermes_cron.engine.system import SYSTEM, SpareSupervisor, System
-from hermes_cron.engine.ticker import Claim
+from hermes_cron.engine.claims import Claim
 from hermes_cron.logic.histogram import FIRE_LATENCY, Histogram
 from hermes_cron.errors import HermesCronError
 from hermes_cron.logic.policy import retry_at

@@ -12,7 +12,7 @@ from hermes_cron import __version__
 from hermes_cron.contract.heartbeat import Heartbeat, LockWait, TickError, write_heartbeat
 from hermes_cron.logic.histogram import LOCK_HOLD, Histogram
 
-from hermes_cron.engine.ticker import TickReport
+from hermes_cron.engine.claims import TickReport
 from hermes_cron.logic.zones_lite import utc_iso
 
 
@@ -52,7 +52,7 @@ def log_report(log: Any, report: TickReport, counted: bool, ticks: int) -> None:
     (log.info if eventful else log.debug)(
         "tick", counted=counted, ticks=ticks, claimed=len(report.claims),
         lock_held_ms=round(report.lock_held * 1000, 3), at=round(report.wall, 6),
-        horizon=round(report.now, 6),
+        horizon=round(report.now, 6), quiet=report.quiet,
     )
 
 

@@ -1,8 +1,9 @@
 """One tick's scheduling step: under `.tick.lock`, and only under it, bring the schedule state
 in line with hermes-cron-jobs.json, pick the due jobs, apply the misfire and overlap policies, advance
 each job's next run, and record every dispatch durably as a claimed run, all in one transaction
-of the store. Nothing here starts a process: the caller hands the claims to the dispatcher
-after the lock is released.
+of the store (none at all when nothing is due and nobody wrote since the last tick: `_quiet`).
+Nothing here starts a process: the caller hands the claims to the dispatcher after the lock
+is released.
 
 Words: a *tick* is one pass of the daemon's loop (engine/daemon.py's `_tick`), or one call of
 `hermes_cron.tick()`: claim (this module's `Scheduler.claim`, the only part under the lock, in
@@ -14,7 +15,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Hashable
 
 from hermes_cron import faults
 from hermes_cron.contract.locks import FileLock
@@ -30,52 +31,10 @@ from hermes_cron.logic.run import Outcome, RunState, Trigger
 from hermes_cron.store import definitions
 from hermes_cron.store.base import Advance, NewRun, Store, TickTransaction
 from hermes_cron.store.jobstore import Definitions
+from hermes_cron.engine.claims import Claim, Missed, Skipped, TickReport
 
 TICK_LOCK_TIMEOUT = 5.0
 _UNSCHEDULABLE = (InvalidInput, ValueError, OverflowError)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A run recorded as claimed, as the engine passes it on to be started once the tick lock
-    is released: its id, the job as claimed, its slot, and the runs it replaces."""
-
-    run_id: int
-    job: Job
-    scheduled: float | None
-    trigger: Trigger
-    replaces: tuple[int, ...] = ()
-    start_at: float | None = None  # a retry: not before this (else the slot)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    job: str
-    slot: float
-    run_id: int
-
-
-@dataclass(frozen=True)
-class Missed:
-    job: str
-    count: int
-    at_least: bool  # the count was capped
-    first: float
-    newest: float
-
-
-@dataclass
-class TickReport:
-    now: float
-    claims: list[Claim] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    missed: list[Missed] = field(default_factory=list)
-    lock_held: float = 0.0
-    wall: float = 0.0  # the clock when the tick ran (`now` may be a little ahead of it)
-    phases: dict[str, float] = field(default_factory=dict)  # seconds since the lock was taken
-    invalid: list[tuple[str, str]] = field(default_factory=list)  # (job, why): entries newly seen invalid
-    broken: list[tuple[str, str]] = field(default_factory=list)  # (job, why): jobs whose times can't be computed
-    decided_ahead: bool = False  # the due jobs were decided before the lock, and nothing changed since
 
 
 @dataclass
@@ -100,7 +59,7 @@ class _Ahead:
     since it was read (its data_version), the tick's time is the same, the lock came quickly,
     the schedule rows were not reconciled under it, and no @reboot run is due."""
 
-    version: int
+    version: Hashable
     now: float
     ready: float  # the clock when the decisions were made
     in_flight: dict[str, list[int]]
@@ -145,6 +104,8 @@ class Scheduler:
         self._invalid_seen: dict[str, str] = {}  # name -> reason, as last reported
         self._invalid_for: Definitions | None = None
         self._ahead: dict[str, _Primed] = {}  # due jobs' next slots, worked out by _prepare
+        self._idle_at: Hashable | None = None  # _prepare: the store's data_version at which nothing was due
+        self._settled: Hashable | None = None  # the data_version our last full tick transaction ended at
 
     @property
     def definitions(self) -> Definitions:
@@ -188,6 +149,7 @@ class Scheduler:
         if self._reconciled is not None and self._reconciled is not defs and self._diff_for is not defs:
             self._diff = reconcile.changed_jobs(self._reconciled.jobs, defs.jobs)
             self._diff_for = defs
+        given = now is not None  # (else the time is read again under the lock, and may have moved on)
         ahead = self._prepare(defs, time.time() if now is None else now) if only_requests is None else None
         lock = FileLock(self.home.tick_lock, "the tick lock")
         try:
@@ -208,34 +170,11 @@ class Scheduler:
             report = TickReport(now, wall=wall)
             if self._invalid_for is not defs:
                 report.invalid = self._newly_invalid(defs)
-            phase = report.phases
-            with self.store.tick(flush_later=True) as tx:
-                phase["begin"] = time.monotonic() - t0
-                faults.hit("tick.locked")
-                changed = self._sync(tx, now, report)
-                phase["sync"] = time.monotonic() - t0
-                in_flight = None
-                if only_requests is None:
-                    reboot = tx.reboot_due(self.boot_id)
-                    if ahead is not None and ahead.holds(tx, now, wall, changed, reboot):
-                        in_flight, decided = ahead.in_flight, ahead.decided  # as decided before the lock
-                        report.decided_ahead = True
-                    else:
-                        due = tx.due(now)
-                        in_flight = tx.in_flight() if due or reboot else None
-                        decided = self._decide_due(due, now, in_flight or {}, wall) if due else None
-                    if decided is not None or reboot:
-                        in_flight = in_flight if in_flight is not None else {}
-                        self._write_claims(tx, decided or _Decided(), reboot, wall, in_flight, report)
-                        phase["write"] = time.monotonic() - t0
-                requests = [r for r in tx.open_requests() if only_requests is None or r.id in only_requests]
-                if requests:
-                    in_flight = in_flight if in_flight is not None else tx.in_flight()
-                    for r in requests:
-                        self._answer(tx, r.id, r.job, wall, in_flight, report)
-                phase["requests"] = time.monotonic() - t0
-                if only_requests is None and self._hermes_view is not None:
-                    self._hermes_requests(tx, wall, in_flight, report)
+            faults.hit("tick.locked")
+            if given and only_requests is None and self._quiet(defs):
+                report.quiet = True
+            else:
+                self._tick_transaction(now, wall, ahead, only_requests, report, t0)
             report.lock_held = time.monotonic() - t0
             self._note_hermes_claims(report)
         finally:
@@ -246,6 +185,52 @@ class Scheduler:
         self.store.flush()  # durable before any claim is handed over; not lock time
         return report
 
+    def _quiet(self, defs: Definitions) -> bool:
+        """Under the lock: nobody wrote to the store since our last tick's transaction ended (its
+        data_version, read inside it, where no one else can commit; our own connection's changes
+        count too), _prepare found nothing due at that same version, and the definitions are the
+        ones that tick reconciled. Then there is nothing to reconcile, claim, answer (a request
+        is a write) or run at @reboot, and the tick opens no transaction: an idle daemon's tick
+        is one statement under the lock. (Hermes's requests come from its files, not from the
+        store, so a tick that serves Hermes always looks.)"""
+        return (self._idle_at is not None and self._idle_at == self._settled and defs is self._reconciled
+                and self._hermes_view is None and self.store.data_version() == self._settled)
+
+    def _tick_transaction(self, now: float, wall: float, ahead: _Ahead | None, only_requests: set[int] | None,
+                          report: TickReport, t0: float) -> None:
+        """The tick's one transaction: reconcile, claim the due runs, answer the requests."""
+        phase, settled = report.phases, None
+        self._settled = None
+        with self.store.tick(flush_later=True) as tx:
+            phase["begin"] = time.monotonic() - t0
+            changed = self._sync(tx, now, report)
+            phase["sync"] = time.monotonic() - t0
+            in_flight = None
+            if only_requests is None:
+                reboot = tx.reboot_due(self.boot_id)
+                if ahead is not None and ahead.holds(tx, now, wall, changed, reboot):
+                    in_flight, decided = ahead.in_flight, ahead.decided  # as decided before the lock
+                    report.decided_ahead = True
+                else:
+                    due = tx.due(now)
+                    in_flight = tx.in_flight() if due or reboot else None
+                    decided = self._decide_due(due, now, in_flight or {}, wall) if due else None
+                if decided is not None or reboot:
+                    in_flight = in_flight if in_flight is not None else {}
+                    self._write_claims(tx, decided or _Decided(), reboot, wall, in_flight, report)
+                    phase["write"] = time.monotonic() - t0
+            requests = [r for r in tx.open_requests() if only_requests is None or r.id in only_requests]
+            if requests:
+                in_flight = in_flight if in_flight is not None else tx.in_flight()
+                for r in requests:
+                    self._answer(tx, r.id, r.job, wall, in_flight, report)
+            phase["requests"] = time.monotonic() - t0
+            if only_requests is None and self._hermes_view is not None:
+                self._hermes_requests(tx, wall, in_flight, report)
+            if only_requests is None:  # (a tick for some requests only may leave others open)
+                settled = tx.data_version()
+        self._settled = settled  # (only once committed)
+
     def _prepare(self, defs: Definitions, now: float) -> _Ahead | None:
         """Outside the lock: compile the schedules, freeze the specs and work out the next slot
         of the jobs about to be due; and, where the store can tell whether anyone wrote to it
@@ -254,6 +239,7 @@ class Scheduler:
         self._ahead = {}
         version = self.store.data_version()
         due = self.store.due(now)
+        self._idle_at = version if not due else None
         for name, first in due:
             job = defs.jobs.get(name)
             if job is not None:

@@ -67,7 +67,7 @@ class PgStore(Journal):
     def flush(self) -> None:
         pass
 
-    def data_version(self) -> int | None:
+    def data_version(self) -> None:
         return None  # (no such counter: a tick is decided under the lock, never ahead)
 
     def in_flight(self) -> dict[str, list[int]]:
@@ -314,7 +314,7 @@ class _PgTick:
         """The due rows, locked for this claim: another host's claim skips them."""
         return [tuple(r) for r in self._q(f"{_DUE} FOR UPDATE SKIP LOCKED", (now,))]  # type: ignore[misc]
 
-    def data_version(self) -> int | None:
+    def data_version(self) -> None:
         return None
 
     def reboot_due(self, boot_id: str) -> list[str]:

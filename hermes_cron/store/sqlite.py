@@ -101,9 +101,10 @@ class SqliteStore(Journal):
             self.db.flush_wal()
             self._unflushed = False
 
-    def data_version(self) -> int | None:
-        """Changes whenever another connection (any process) commits to the database: equal
-        before and under the tick lock, nobody wrote in between (engine/ticker.py's _Ahead)."""
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever a change is committed to the database, by any connection (SQLite's
+        data_version) or by this one (its total_changes): equal before and under the tick
+        lock, nobody wrote in between (engine/ticker.py's _Ahead and _quiet)."""
         return _Tick(self.db).data_version()
 
     def in_flight(self) -> dict[str, list[int]]:
@@ -294,8 +295,8 @@ class _Tick:
         return self.db.query("SELECT job, next_run FROM sched WHERE enabled = 1 AND next_run IS NOT NULL "
                              "AND next_run <= ? ORDER BY next_run", (now,))
 
-    def data_version(self) -> int:
-        return int(self.db.query("PRAGMA data_version")[0][0])
+    def data_version(self) -> tuple[int, int]:
+        return int(self.db.query("PRAGMA data_version")[0][0]), self.c.total_changes
 
     def reboot_due(self, boot_id: str) -> list[str]:
         return [r[0] for r in self.db.query(
