@@ -305,6 +305,125 @@ def test_a_tick_decided_ahead_is_decided_again_when_another_ticker_wrote_meanwhi
     assert slot(store, "job") > at
 
 
+def no_transaction(*args, **kw):
+    raise AssertionError("a quiet tick opens no transaction")
+
+
+def test_an_idle_tick_opens_no_transaction_until_something_changes(engine, monkeypatch):
+    """Nothing due, nobody wrote since the last tick, the same definitions: the tick takes the
+    lock, sees that, and opens no transaction. Each kind of change brings the whole tick back."""
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job", overlap="allow")
+    at = slot(store, "job")
+    assert not tick_at(scheduler, dispatcher, system, at - 30).quiet  # the first tick reconciles
+    real_tick = store.tick
+    monkeypatch.setattr(store, "tick", no_transaction)
+    assert tick_at(scheduler, dispatcher, system, at - 29).quiet
+    assert tick_at(scheduler, dispatcher, system, at - 28).quiet
+    monkeypatch.setattr(store, "tick", real_tick)
+
+    other = SqliteStore(home)  # another process asks for a run (as `hermes-cron trigger` does)
+    other.add_request("job", at - 27)
+    other.close()
+    report = tick_at(scheduler, dispatcher, system, at - 27)
+    assert not report.quiet and [c.job.name for c in report.claims] == ["job"]
+    assert not tick_at(scheduler, dispatcher, system, at - 26.5).quiet  # the hand-over was written since
+    assert tick_at(scheduler, dispatcher, system, at - 26).quiet
+
+    store.add_request("job", at - 25)  # this very connection writes (its own commits count too)
+    report = tick_at(scheduler, dispatcher, system, at - 25)
+    assert not report.quiet and len(report.claims) == 1
+    tick_at(scheduler, dispatcher, system, at - 24.5)
+    assert tick_at(scheduler, dispatcher, system, at - 24).quiet
+
+    add(home, "other")  # the definitions changed: reconciled
+    report = tick_at(scheduler, dispatcher, system, at - 23)
+    assert not report.quiet and "other" in store.sched_rows()
+    assert tick_at(scheduler, dispatcher, system, at - 22).quiet
+
+    report = tick_at(scheduler, dispatcher, system, at)  # the slot came: nothing was written, time moved on
+    assert not report.quiet and [c.scheduled for c in report.claims if c.job.name == "job"] == [at]
+
+
+def test_a_write_between_the_look_ahead_and_the_lock_makes_the_tick_whole(engine, monkeypatch):
+    """The tick found nothing due before the lock; a request is added before it takes the lock:
+    the data_version differs under the lock, and the request is answered in this tick."""
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job")
+    at = slot(store, "job")
+    tick_at(scheduler, dispatcher, system, at - 30)
+    look_ahead = scheduler._prepare
+
+    def then_a_request(defs, now):
+        ahead = look_ahead(defs, now)
+        other = SqliteStore(home)
+        other.add_request("job", now)
+        other.close()
+        return ahead
+
+    monkeypatch.setattr(scheduler, "_prepare", then_a_request)
+    report = tick_at(scheduler, dispatcher, system, at - 29)
+    assert not report.quiet and len(report.claims) == 1
+
+
+def test_an_idle_notifier_looks_only_when_something_changed(engine, monkeypatch):
+    """The notifier's step finds nothing to note, send or settle; until somebody writes, its next
+    steps do nothing (no transaction). A run that ended in another process is noted; one held
+    for its retry decision keeps the notifier looking, as it comes due with time alone."""
+    from hermes_cron.engine.notifier import Notifier
+
+    home, store, system, log, scheduler, dispatcher = engine
+    job = add(home, "job", on_failure="true")
+    notifier = Notifier(home, log, dict)
+    sent: list[list[int]] = []
+    me = ProcId(9, 9)
+
+    def run_hooks(ids: list[int]) -> None:  # as a hook runner would, at once
+        sent.append(ids)
+        for event_id in ids:
+            assert store.claim_event(event_id, "here", me, time.time())
+            assert store.end_event(event_id, me, time.time(), "ok", 0, None)
+
+    notifier._launch = run_hooks
+    now = time.time()
+    notifier.step(store, now, sweep=True)
+    real_note = store.note_runs
+    monkeypatch.setattr(store, "note_runs", no_transaction)
+    notifier.step(store, now + 1, sweep=True)
+    notifier.step(store, now + 2, sweep=False)
+    monkeypatch.setattr(store, "note_runs", real_note)
+
+    other = SqliteStore(home)  # a foreground run ends in a command
+    failed = RunResult(Outcome.FAILED, now + 3, now + 2.5, exit_code=1)
+    run_id = other.insert_retry("job", "manual", None, 1, now + 2, None, job.spec_json)
+    other.finish(run_id, failed, None)
+    notifier.step(store, now + 3, sweep=True)
+    assert len(sent) == 1, "the failure's event sent"
+
+    held = other.insert_retry("job", "schedule", now, 1, now + 4, None, job.spec_json)  # its retry undecided
+    other.finish(held, failed, None, hold=True)
+    other.close()
+    for t in (now + 5, now + 6):
+        notifier.step(store, t, sweep=True)
+    assert len(sent) == 1, "held for its retry decision"
+    notifier.step(store, now + 10 + 60, sweep=True)  # journal.HELD_FOR later, nothing else written
+    assert len(sent) == 2, "told once it was held long enough"
+
+
+def test_a_tick_for_some_requests_only_leaves_the_next_tick_whole(engine):
+    """A foreground run answers its own request only: another request left open must still be
+    answered by the next tick, though nobody wrote in between."""
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job", overlap="allow")
+    at = slot(store, "job")
+    tick_at(scheduler, dispatcher, system, at - 30)
+    first, second = store.add_request("job", at - 29), store.add_request("job", at - 29)
+    assert len(scheduler.claim(at - 29, only_requests={first}).claims) == 1
+    report = tick_at(scheduler, dispatcher, system, at - 28)
+    assert not report.quiet and len(report.claims) == 1
+    assert store.request(second)[0], "the second request answered"
+
+
 def test_a_tick_neither_collects_garbage_nor_frees_the_replaced_definitions_under_its_lock(engine, monkeypatch):
     """With 100,000 jobs loaded, a full garbage collection or freeing the definitions a reconcile
     replaced takes ~350 ms each: neither happens while the tick holds its lock."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from hermes_cron.contract.paths import Home
 from hermes_cron.contract.procinfo import host_name
@@ -54,6 +54,7 @@ class Notifier:
         self.due = True  # runs may have ended unnoted (by us, by a command, before a restart)
         self._runners: dict[int, subprocess.Popen] = {}  # event id -> the runner it was handed to
         self._defaults: dict = {}  # as last read (a file that can't be read now keeps them)
+        self._quiet_at: Hashable | None = None  # the store's data_version when a step left nothing to do
 
     def plan(self, run: RunRecord, previous: str | None, retried: bool) -> Planned:
         if retried:
@@ -67,18 +68,25 @@ class Notifier:
         return Planned(state, [(str(event), kind, target, body, alerts.hook_timeout) for kind, target in targets])
 
     def step(self, store: Any, now: float, sweep: bool) -> None:
-        """Note what ended, and send what is pending; with `sweep`, settle vanished runners."""
+        """Note what ended, and send what is pending; with `sweep`, settle vanished runners.
+        Nothing at all when nobody wrote to the store since a step that left no run to note (nor
+        one held for its retry, which comes due with time alone), no event open and no runner:
+        an idle daemon's step is one statement."""
         self.due = False
         try:
-            self._defaults = self.defaults()
-        except HermesCronError:
-            pass
-        try:
+            version = store.data_version()  # (read first: a write after it is seen next time)
+            if version is not None and version == self._quiet_at and not self._runners:
+                return
+            try:
+                self._defaults = self.defaults()
+            except HermesCronError:
+                pass
             made = store.note_runs(self.plan, now)
             if made:
                 self.log.info("notify.events", made=made)
             pending = []
-            for e in store.open_events():
+            events = store.open_events()
+            for e in events:
                 runner = self._runners.get(e.id)
                 if e.state == "pending" and (runner is None or (sweep and runner.poll() is not None)):
                     pending.append(e.id)  # never handed out, or its runner ended without claiming it
@@ -87,6 +95,7 @@ class Notifier:
                     store.end_event(e.id, None, now, "lost", None, f"its runner (pid {e.runner_pid}) ended before "
                                     "recording how the hook went; not run again (at most once)")
                     self.log.warning("notify.lost", event_id=e.id, job=e.job, runner_pid=e.runner_pid)
+            quiet = not made and not events and not self._runners and not store.unnoted()
         except HermesCronError as err:
             self.log.error("notify.failed", error=str(err))
             self.due = True
@@ -96,6 +105,7 @@ class Notifier:
         for event_id, runner in list(self._runners.items()):
             if runner.poll() is not None:
                 del self._runners[event_id]
+        self._quiet_at = version if quiet else None
 
     def _launch(self, ids: list[int]) -> None:
         import subprocess  # (loaded with the first hook, not with the daemon: engine/jobrun.py's load_popen)

@@ -357,6 +357,11 @@ class Journal:
         with self._write() as cur:
             release(cur, self._dialect, run_id)
 
+    def unnoted(self) -> bool:
+        """Is any ended run still to be noted, now or once its retry is decided (held)?"""
+        with self._read() as cur:
+            return bool(_rows(cur, self._dialect("SELECT 1 FROM {runs} WHERE noted IS NOT NULL LIMIT 1")))
+
     def open_events(self) -> list[Event]:
         with self._read() as cur:
             return open_events(cur, self._dialect)
