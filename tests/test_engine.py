@@ -410,6 +410,26 @@ def test_an_idle_notifier_looks_only_when_something_changed(engine, monkeypatch)
     assert len(sent) == 2, "told once it was held long enough"
 
 
+def test_recovery_reads_the_store_unless_nothing_was_open_and_nothing_changed(engine, monkeypatch):
+    home, store, system, log, scheduler, dispatcher = engine
+    reads = []
+    open_runs = store.open_runs
+    monkeypatch.setattr(store, "open_runs", lambda: reads.append(1) or open_runs())
+    dispatcher.recover(system.now)
+    dispatcher.recover(system.now, unchanged=True)  # nothing was open, nobody wrote: not read
+    assert len(reads) == 1
+    add(home, "job")
+    [claim] = tick_at(scheduler, dispatcher, system, slot(store, "job")).claims
+    dispatcher.recover(system.now)  # the run is open now
+    dispatcher.recover(system.now, unchanged=True)  # so it is read again, though nobody wrote
+    assert len(reads) == 3
+    run_through(system, store, dispatcher, claim.run_id)
+    dispatcher.recover(system.now)
+    assert store.run(claim.run_id).outcome is Outcome.SUCCEEDED
+    dispatcher.recover(system.now, unchanged=True)
+    assert len(reads) == 4
+
+
 def test_a_tick_for_some_requests_only_leaves_the_next_tick_whole(engine):
     """A foreground run answers its own request only: another request left open must still be
     answered by the next tick, though nobody wrote in between."""

@@ -152,7 +152,7 @@ class Daemon:
                 self._last_dispatch = self.clock.time()
             log_report(self.log, report, counted, self.health.ticks)
             self.dispatcher.reap_children()
-            self.dispatcher.recover(now)
+            self.dispatcher.recover(now, unchanged=report.quiet)
             self.dispatcher.enforce(now)
             self._watch_fds()
             self.health.last_ok_tick = now

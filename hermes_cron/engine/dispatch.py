@@ -57,6 +57,7 @@ class Dispatcher:
         self._children: dict[int, list[int]] = {}  # supervisor pid -> its run ids
         self._fds: dict[int, int] = {}  # pidfd -> run id
         self.queue: deque[Claim] = deque()
+        self._none_open = False  # the last recover() found no run open in the store
         self.started: list[tuple[int, float, ProcId]] = []  # told by supervisors, not recorded yet
         self.keep_spare = spare and not detach
         if self.keep_spare:  # the daemon: its loop never waits for a ping, and it retries failed slots
@@ -328,10 +329,16 @@ class Dispatcher:
             self._fds[w.pidfd] = w.run_id
         return w.pidfd is not None
 
-    def recover(self, now: float) -> None:
-        """Record finished results, and settle the runs in flight that nobody alive answers for."""
+    def recover(self, now: float, unchanged: bool = False) -> None:
+        """Record finished results, and settle the runs in flight that nobody alive answers for.
+        `unchanged`: nobody wrote to the store since the last recover (the tick found it so); if
+        that one left no run open, none can be now, and the store is not read."""
+        if unchanged and self._none_open:
+            return
         queued = {c.run_id for c in self.queue}
-        for run in self.recorder.collect():
+        still_open = self.recorder.collect()
+        self._none_open = not still_open
+        for run in still_open:
             if run.id not in self.watched and run.id not in queued:
                 adopt(self, run, now)
 
