@@ -104,7 +104,7 @@ class Scheduler:
         self._invalid_seen: dict[str, str] = {}  # name -> reason, as last reported
         self._invalid_for: Definitions | None = None
         self._ahead: dict[str, _Primed] = {}  # due jobs' next slots, worked out by _prepare
-        self._idle_at: Hashable | None = None  # _prepare: the store's data_version at which nothing was due
+        self._idle = False  # _prepare found nothing due, at the version our last full tick ended at
         self._settled: Hashable | None = None  # the data_version our last full tick transaction ended at
 
     @property
@@ -193,8 +193,8 @@ class Scheduler:
         is a write) or run at @reboot, and the tick opens no transaction: an idle daemon's tick
         is one statement under the lock. (Hermes's requests come from its files, not from the
         store, so a tick that serves Hermes always looks.)"""
-        return (self._idle_at is not None and self._idle_at == self._settled and defs is self._reconciled
-                and self._hermes_view is None and self.store.data_version() == self._settled)
+        return (self._idle and defs is self._reconciled and self._hermes_view is None
+                and self.store.data_version() == self._settled)
 
     def _tick_transaction(self, now: float, wall: float, ahead: _Ahead | None, only_requests: set[int] | None,
                           report: TickReport, t0: float) -> None:
@@ -239,7 +239,7 @@ class Scheduler:
         self._ahead = {}
         version = self.store.data_version()
         due = self.store.due(now)
-        self._idle_at = version if not due else None
+        self._idle = not due and version is not None and version == self._settled
         for name, first in due:
             job = defs.jobs.get(name)
             if job is not None:
