@@ -444,6 +444,20 @@ def test_a_tick_for_some_requests_only_leaves_the_next_tick_whole(engine):
     assert store.request(second)[0], "the second request answered"
 
 
+def test_a_tick_for_some_requests_that_claims_nothing_leaves_the_next_tick_whole(engine):
+    """The same when the foreground tick's own request claims nothing (its job is gone)."""
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job")
+    at = slot(store, "job")
+    tick_at(scheduler, dispatcher, system, at - 30)
+    first, second = store.add_request("gone", at - 29), store.add_request("job", at - 29)
+    assert scheduler.claim(at - 29, only_requests={first}).claims == []
+    assert store.request(first)[2], "answered with why"
+    report = tick_at(scheduler, dispatcher, system, at - 28)
+    assert not report.quiet and len(report.claims) == 1
+    assert store.request(second)[0], "the second request answered"
+
+
 def test_a_tick_neither_collects_garbage_nor_frees_the_replaced_definitions_under_its_lock(engine, monkeypatch):
     """With 100,000 jobs loaded, a full garbage collection or freeing the definitions a reconcile
     replaced takes ~350 ms each: neither happens while the tick holds its lock."""

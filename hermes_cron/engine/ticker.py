@@ -227,7 +227,9 @@ class Scheduler:
             phase["requests"] = time.monotonic() - t0
             if only_requests is None and self._hermes_view is not None:
                 self._hermes_requests(tx, wall, in_flight, report)
-            if only_requests is None:  # (a tick for some requests only may leave others open)
+            # Not after a tick for some requests only (it may leave others open), nor after claims
+            # (their hand-over writes next, so the next tick is whole anyway: no statement for it here).
+            if only_requests is None and not report.claims:
                 settled = tx.data_version()
         self._settled = settled  # (only once committed)
 
