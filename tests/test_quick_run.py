@@ -92,9 +92,10 @@ def test_every_option_the_daemon_is_started_with_is_read_quickly(tmp_path):
 
 # Modules the daemon never needs, each worth a few hundred kB of its memory: click (the other
 # commands), subprocess (only a run that can't be held starts with it, in its supervisor), socket
-# (the host's name comes from os.uname), calendar (cronexpr counts days itself), and uuid, which
-# structlog imports for an API we never use (logs.py defers it).
-UNUSED = ("click", "subprocess", "socket", "calendar", "uuid")
+# (the host's name comes from os.uname), calendar (cronexpr counts days itself), and the modules
+# structlog and the standard library import for what we never use (contract/lazy.py defers them):
+# asyncio, uuid, inspect with ast and dis (dataclasses, for a class without a docstring), tokenize.
+UNUSED = ("click", "subprocess", "socket", "calendar", "asyncio", "uuid", "inspect", "ast", "dis", "tokenize")
 
 
 @pytest.mark.slow

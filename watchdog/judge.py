@@ -34,6 +34,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The watchdog's judgement of the daemon: its state, why, and the evidence."""
+
     state: str
     reason: str
     evidence: dict[str, Any] = field(default_factory=dict)

@@ -9,6 +9,8 @@ from typing import Any
 
 @dataclass
 class RestartBook:
+    """The restarts the watchdog made lately, and the backoff they call for."""
+
     burst: int = 5  # at most this many restarts ...
     window: float = 1800.0  # ... within this many seconds
     base: float = 2.0  # backoff after the first restart; doubles with each further one

@@ -21,6 +21,8 @@ _VIEW_KEYS = ("state", "next_run", "last_status", "last_ended", "running", "herm
 
 @dataclass
 class Plan:
+    """What an import would do: the jobs it adds, the names already defined, and notes for the user."""
+
     new: list[Job] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -3,37 +3,17 @@ journald (which stamps its own time, so no timestamp of ours is added there)."""
 
 from __future__ import annotations
 
-import importlib
-import logging
-import os
-import stat
-import sys
-import types
-from typing import Any, TextIO
+# Before anything that imports them (logging brings tokenize, structlog the rest): contract/lazy.py.
+from hermes_cron.contract.lazy import UNUSED, defer
 
+defer(*UNUSED)
 
-class _Deferred(types.ModuleType):
-    """A stand-in for a module that is imported for what we never use, loaded for real on its
-    first use: any attribute asked of it loads the module and answers from it."""
+import logging  # noqa: E402
+import os  # noqa: E402
+import stat  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, TextIO  # noqa: E402
 
-    def __getattr__(self, name: str) -> Any:
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        return getattr(importlib.import_module(self.__name__), name)
-
-
-def _defer(name: str) -> None:
-    if name not in sys.modules:
-        sys.modules[name] = _Deferred(name)
-
-
-# structlog imports asyncio (structlog.stdlib, for its async loggers, which we never use): 7 MB
-# in a bare interpreter, 1.5 MB of the daemon's resident memory (it loads much of the rest anyway),
-# and of the watchdog's. Deferred, it is loaded only if something uses it.
-_defer("asyncio")
-# And uuid (structlog.threadlocal, for an API of it we never use), with platform that uuid loads:
-# 0.3 MB of the daemon's memory.
-_defer("uuid")
 import structlog  # noqa: E402
 
 

@@ -24,6 +24,8 @@ class Claim:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A slot not run because the job's overlap policy skipped it; recorded as run `run_id`."""
+
     job: str
     slot: float
     run_id: int
@@ -31,6 +33,8 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Missed:
+    """Slots of a job that passed unrun (the daemon was down or late): how many, the first and newest."""
+
     job: str
     count: int
     at_least: bool  # the count was capped
@@ -40,6 +44,8 @@ class Missed:
 
 @dataclass
 class TickReport:
+    """What one tick did: its claims, skipped and missed slots, and how long it held the lock."""
+
     now: float
     claims: list[Claim] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)

@@ -16,9 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hermes_cron import __version__
-
-from hermes_cron import faults
+from hermes_cron import __version__, faults
 from hermes_cron.contract.heartbeat import LockWait, TickError
 from hermes_cron.contract.pidfile import remove_pidfile, write_pidfile
 from hermes_cron.engine.dispatch import Dispatcher
@@ -47,6 +45,8 @@ CHECKPOINT_OVERDUE = 10  # unless it has waited this many ticks
 
 @dataclass(frozen=True)
 class Settings:
+    """The daemon's options, as `run` was given them (contract/command.py's RUN_SPEC)."""
+
     tick_interval: float = 60.0
     heartbeat_every: int = 5
     max_concurrent: int | None = None

@@ -47,6 +47,8 @@ def raise_fd_limit() -> tuple[int, int]:
 
 @dataclass
 class SignalFlags:
+    """The signals received since the loop last looked, set by their handlers."""
+
     stop: int = 0  # the signal that asked us to stop
     reopen: bool = False  # SIGHUP: reopen the log file
     wake: bool = False  # SIGUSR1: a trigger request or a changed job

@@ -32,6 +32,8 @@ OK, BAD = "ok", "failing"
 
 @dataclass(frozen=True)
 class Alerts:
+    """A job's hooks and notifications: what runs or is sent when a run ends, and after which ends."""
+
     on_failure: str | None = None
     on_success: str | None = None
     notify: tuple[str, ...] = ()

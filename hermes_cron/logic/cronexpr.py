@@ -43,6 +43,8 @@ _DAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 
 @dataclass(frozen=True)
 class _Field:
+    """One field of a cron expression: its name, range, names for its values, and H's range."""
+
     name: str
     lo: int
     hi: int

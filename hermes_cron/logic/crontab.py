@@ -30,6 +30,8 @@ _FIELDS = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*)$")
 
 @dataclass
 class Parsed:
+    """A crontab read: its jobs and errors and notes, each with its line number."""
+
     jobs: list[tuple[int, Job]] = field(default_factory=list)  # (line number, job)
     errors: list[tuple[int, str]] = field(default_factory=list)
     notes: list[tuple[int, str]] = field(default_factory=list)

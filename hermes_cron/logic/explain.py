@@ -41,6 +41,8 @@ VERDICTS = ("ran", "running", "skipped", "missed", "paused", "not_defined", "rem
 
 @dataclass(frozen=True)
 class Explanation:
+    """Why a slot of a job ran or didn't: a verdict, a sentence saying it, and the facts behind it."""
+
     job: str
     time: float  # the moment explained (a slot, or the instant asked about)
     verdict: str

@@ -14,6 +14,8 @@ LOCK_HOLD = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 @dataclass
 class Histogram:
+    """Counts of values by upper bound (the last one +Inf), with their sum: a Prometheus histogram."""
+
     bounds: tuple[float, ...]
     counts: list[int] = field(default_factory=list)  # per bound, not cumulative; the last one is +Inf
     total: float = 0.0

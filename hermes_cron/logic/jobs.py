@@ -32,6 +32,8 @@ MAX_COMMAND = 256 * 1024  # characters of a command, all words together
 
 @dataclass(frozen=True)
 class Job:
+    """A job's definition as its file holds it, checked: what to run, when, and how."""
+
     name: str
     command: tuple[str, ...]
     schedule: str

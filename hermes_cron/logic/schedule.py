@@ -37,6 +37,8 @@ _DAY = 86400.0
 
 @dataclass(frozen=True)
 class CronSchedule:
+    """A cron expression's slots, in a time zone."""
+
     spec: CronSpec
     zone: ZoneInfo
     kind = "cron"
@@ -78,6 +80,8 @@ class CronSchedule:
 
 @dataclass(frozen=True)
 class IntervalSchedule:
+    """Slots every `period` seconds, counted from `anchor`."""
+
     text: str
     period: float
     anchor: float
@@ -103,6 +107,8 @@ class IntervalSchedule:
 
 @dataclass(frozen=True)
 class AtSchedule:
+    """One slot, at `when`."""
+
     text: str
     when: float
     kind = "at"
@@ -113,6 +119,8 @@ class AtSchedule:
 
 @dataclass(frozen=True)
 class RebootSchedule:
+    """No slot of its own: the job runs once when the machine has booted."""
+
     text: str = "@reboot"
     kind = "reboot"
 

@@ -57,6 +57,8 @@ class Facts:
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with an unanswered run, and why."""
+
     action: Action
     reason: str = ""
 

@@ -24,6 +24,8 @@ MAX_LEAD = 4.5  # and files are made and its process held before its slot, ~3-4 
 
 @dataclass(frozen=True)
 class Wake:
+    """When the loop wakes next, and for what moment."""
+
     target: float  # the moment something is due: a tick, a slot or a deadline
     at: float  # when to wake for it (target minus the lead)
 

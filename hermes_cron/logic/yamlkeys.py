@@ -22,6 +22,8 @@ class NotUnderstood(ValueError):
 
 @dataclass(frozen=True)
 class Found:
+    """A key's value in a YAML text, and the index of its line (None for both when it is absent)."""
+
     value: str | None  # None: the key is absent
     line: int | None  # index of its line
 

@@ -142,6 +142,8 @@ class Advance:
 
 @dataclass(frozen=True)
 class Request:
+    """A `trigger` asking for a run of a job now, not yet served."""
+
     id: int
     job: str
     requested_at: float

@@ -38,6 +38,8 @@ class Invalid:
 
 @dataclass(frozen=True)
 class Definitions:
+    """The job files as last read: the valid jobs, the invalid ones and why, and the defaults."""
+
     jobs: dict[str, Job]
     sig: Signature
     invalid: dict[str, Invalid] = field(default_factory=dict)

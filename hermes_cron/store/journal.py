@@ -122,6 +122,8 @@ class Planned:
 
 @dataclass(frozen=True)
 class Event:
+    """A notification or hook due for a run's end, as the journal keeps it until it is done."""
+
     id: int
     run_id: int
     job: str
@@ -286,6 +288,8 @@ def daemon_stopped(cur, d: Dialect, row_id: int, now: float) -> None:
 
 @dataclass(frozen=True)
 class Uptime:
+    """A daemon's stretch of life on a node: when it started, was last seen, and how it stopped."""
+
     node: str
     pid: int
     started_at: float
@@ -305,6 +309,8 @@ def uptimes(cur, d: Dialect, since: float | None = None) -> list[Uptime]:
 
 @dataclass(frozen=True)
 class DefChange:
+    """A change to a job's definition, as recorded for explaining its slots later."""
+
     job: str
     at: float
     change: str  # insert (added), reset (schedule changed), enable (resumed), set-enabled, delete (removed)

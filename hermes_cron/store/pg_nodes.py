@@ -46,6 +46,8 @@ def still_mine(db, node: str, epoch: int) -> bool:
 
 @dataclass(frozen=True)
 class Renewal:
+    """A node's renewed heartbeat: whether it was fenced, the database's clock, its runs' leases."""
+
     fenced: bool
     db_now: float
     leases: dict[int, float]  # run id -> lease end (database clock)
@@ -66,6 +68,8 @@ def renew(db, node: str, epoch: int, lease: float, offset: float) -> Renewal:
 
 @dataclass(frozen=True)
 class Lost:
+    """A run whose node stopped renewing its lease, recorded lost here, and its second attempt if any."""
+
     run_id: int
     job: str
     node: str | None

@@ -41,6 +41,8 @@ LEASE = "lease"  # shared store: when (this host's clock) the run must stop unle
 
 @dataclass(frozen=True)
 class RunFiles:
+    """A run's folder and the files in it: its start token, output, pid, result, stop request."""
+
     folder: str
 
     @property
