@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from hermes_cron.contract.files import remove_tree
 from hermes_cron.contract.paths import Home
-from hermes_cron.engine.pinger import Pinger
 from hermes_cron.errors import HermesCronError
 from hermes_cron.logic.hermes import settle_argv
 from hermes_cron.logic.run import Outcome, RunResult
 from hermes_cron.store.base import RunRecord, Store
 from hermes_cron.store.runfiles import RUN_DEPTH, RunFiles
+
+if TYPE_CHECKING:  # imported when the first ping goes: its thread's queue is 0.2 MB of an idle daemon
+    from hermes_cron.engine.pinger import Pinger
 
 
 class Recorder:
@@ -39,6 +41,8 @@ class Recorder:
     @property
     def pinger(self) -> Pinger:
         if self._pinger is None:
+            from hermes_cron.engine.pinger import Pinger
+
             self._pinger = Pinger(self.log)
         return self._pinger
 
