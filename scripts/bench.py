@@ -106,7 +106,8 @@ def main() -> None:
     rows.append(("idle memory (regular install): daemon RSS + the spare supervisor's private memory "
                  "(a spare is held only while a slot is within a tick)",
                  peer("cron", "idle_rss_mb", lambda v: f"{v} MB"), peer("aps", "idle_rss_mb", lambda v: f"{v} MB"),
-                 f"{idle['rss_mb']} + {idle['spare_private_mb']} = {together:.1f} MB"
+                 f"{idle['rss_mb']} (anonymous {idle['anon_mb']}, files {idle['file_mb']}) + "
+                 f"{idle['spare_private_mb']} = {together:.1f} MB"
                  + vs_aps("idle_rss_mb", together) + f"; with a slot near, the spare held for it: "
                  f"{idle['held_spare_mb']} MB", "under 20 MB together", verdict(together < 20)))
     wakeups = idle["wakeups"]

@@ -89,7 +89,6 @@ def lock_hold(job_counts: list[int]) -> dict:
     never by a commit under the lock (SQLite's automatic checkpoint, which a store opened with
     the defaults runs in the commit that grows the WAL past 1,000 pages: at 100,000 jobs, every
     due tick's)."""
-    from hermes_cron.contract.logs import Silent
     from hermes_cron.contract.paths import Home
     from hermes_cron.contract.procinfo import ProcId, boot_id
     from hermes_cron.store.sqlite import SqliteStore
@@ -174,6 +173,7 @@ def idle(seconds: float, python: str | None = None) -> dict:
         sleeps = d.watch_sleeps(seconds)
         cpu1, switch1, t1 = d.cpu_s(), d.wakeups(), time.monotonic()
         rss, spare = d.rss_mb(), d.children_private_mb()
+        anon, file = d.rss_mb("RssAnon"), d.rss_mb("RssFile")
         # A slot comes near (within a tick): the daemon forks its spare supervisor, which it
         # holds until that slot. Its private memory then, with the jobs as they were:
         cli(home, "add", "soon", "--schedule", "every 1m", "--", "true")
@@ -181,7 +181,8 @@ def idle(seconds: float, python: str | None = None) -> dict:
         time.sleep(5)
         held = d.children_private_mb()
         d.stop()
-        return {"rss_mb": round(rss, 1), "spare_private_mb": round(spare, 1), "held_spare_mb": round(held, 1),
+        return {"rss_mb": round(rss, 1), "anon_mb": round(anon, 1), "file_mb": round(file, 1),
+                "spare_private_mb": round(spare, 1), "held_spare_mb": round(held, 1),
                 "cpu_ms": round((cpu1 - cpu0) * 1000, 2), "switches": switch1 - switch0, "wakeups": sleeps,
                 "seconds": round(t1 - t0, 1)}
     finally:
@@ -222,10 +223,11 @@ def main() -> None:
     if "idle" in only:
         i = idle(20 if q else 60)
         rows.append((f"idle daemon over {i['seconds']} s (60 s ticks)",
-                     f"RSS {i['rss_mb']} MB, CPU {i['cpu_ms']} ms ({i['cpu_ms'] * 300 / i['seconds']:.1f} ms per "
+                     f"RSS {i['rss_mb']} MB (anonymous {i['anon_mb']}, files {i['file_mb']}), "
+                     f"CPU {i['cpu_ms']} ms ({i['cpu_ms'] * 300 / i['seconds']:.1f} ms per "
                      f"5 minutes), {i['wakeups']} wake-ups, {i['switches']} context switches; "
                      f"spare {i['spare_private_mb']} MB idle, {i['held_spare_mb']} MB when a slot is near"))
-    print(f"\n| measure | result |\n| --- | --- |")
+    print("\n| measure | result |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")
     print(f"\n(`{' '.join([os.path.basename(sys.executable), 'scripts/bench_tick.py', *sys.argv[1:]])}`, "

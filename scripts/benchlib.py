@@ -220,10 +220,14 @@ class Daemon:
             pass
         return out
 
-    def rss_mb(self) -> float:
+    def rss_mb(self, kind: str = "VmRSS") -> float:
+        """Resident memory in MB: all of it (VmRSS), or its anonymous part (RssAnon: the heap,
+        Python's objects) or its file-backed part (RssFile: the interpreter and libraries mapped,
+        as many of their pages as the process touched or the kernel mapped around a fault from
+        the page cache, so it moves with what other processes left cached)."""
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(kind + ":"):
                     return int(line.split()[1]) / 1024
         return float("nan")
 
