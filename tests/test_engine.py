@@ -186,6 +186,23 @@ def test_a_new_daemon_starts_a_claim_within_its_grace(engine):
     assert [e["action"] for e in log.named("job.adopted")] == ["start"]
 
 
+def test_an_edit_between_a_claim_and_its_slot_does_not_start_the_job_twice(engine, monkeypatch):
+    """A tick claims a slot a moment before it comes; an edit of the schedule in that moment
+    must not give the new schedule the same slot (a chaos run started a job twice so)."""
+    from hermes_cron.app import jobs as app_jobs
+
+    home, store, system, log, scheduler, dispatcher = engine
+    add(home, "job", schedule="* * * * *")
+    at = slot(store, "job")
+    assert len(tick_at(scheduler, dispatcher, system, at).claims) == 1  # the wall clock is before `at`: ahead
+    with monkeypatch.context() as m:
+        m.setattr(app_jobs.time, "time", lambda: at - 0.2)
+        app_jobs.edit_job(home, "job", {"schedule": "*/30 * * * * *"})  # its slots include `at`
+    assert slot(store, "job") == at + 30
+    assert tick_at(scheduler, dispatcher, system, at + 0.5).claims == []
+    assert [r.scheduled for r in store.history("job", 0)] == [at]
+
+
 def test_a_claim_past_its_grace_is_abandoned_not_started(engine):
     home, store, system, log, scheduler, dispatcher = engine
     add(home, "job", misfire_grace=30.0)

@@ -2,8 +2,11 @@
 delete, decided from the rows and the jobs alone. Pure; the store applies the changes.
 
 A new job, or one whose schedule, zone or anchor changed, starts from its first slot after
-now. A resumed job does too: the time it spent paused is not caught up. @reboot jobs added
-during a boot first run at the next boot, as in cron.
+now. A resumed job does too: the time it spent paused is not caught up. Either way after the
+slot the job was last claimed for when that is a moment ahead: a tick claims a slot a little
+before it comes, and an edit in between would otherwise give the new schedule that same slot,
+and start the job twice in that second. @reboot jobs added during a boot first run at the next
+boot, as in cron.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ from hermes_cron.errors import InvalidInput
 from hermes_cron.logic.jobs import Job
 from hermes_cron.logic.sched import SchedChange, SchedRow
 from hermes_cron.logic.schedule import AtSchedule
+
+# A job's last slot this little ahead of now was claimed early (a tick claims a slot at most
+# logic/wake.py's LEAD + MAX_LEAD, under 5 s, ahead of it). One further ahead means the clock
+# stepped back since; an edit then starts from now, so that it never leaves a job waiting for it.
+CLAIMED_AHEAD = 60.0
 
 
 def initial_next_run(job: Job, now: float) -> float | None:
@@ -47,8 +55,11 @@ def plan(rows: Mapping[str, SchedRow], jobs: Mapping[str, Job], now: float, boot
         if job is not None:
             fresh = row is None or row.fingerprint != job.fingerprint
             resumed = row is not None and job.enabled and not row.enabled and not row.done
+            after = now
+            if row is not None and row.last_slot is not None and now < row.last_slot <= now + CLAIMED_AHEAD:
+                after = row.last_slot  # claimed a moment ahead of its slot: the new schedule starts after it
             try:
-                first = initial_next_run(job, now) if (fresh or resumed) else None
+                first = initial_next_run(job, after) if (fresh or resumed) else None
             except (InvalidInput, ValueError, OverflowError) as e:
                 broken.append((name, f"{type(e).__name__}: {e}"))
                 job = None
