@@ -5,8 +5,7 @@ Measured on the daemon's resident memory (scripts/bench_tick.py --only idle):
 - asyncio (structlog.stdlib, for async loggers): 1.5 MB, and 7 MB in a bare interpreter;
 - uuid, with the platform module it loads (structlog.threadlocal, an API of it we never use): 0.3 MB;
 - inspect, with ast and dis (dataclasses, only to give a class without a docstring one made
-  from its signature; every dataclass of ours has a docstring): 1.0 MB, and 5 ms of every
-  command's start;
+  from its signature; every dataclass of ours has a docstring): 1.0 MB;
 - tokenize (linecache, only to read a source file for a traceback's lines): 0.1 MB.
 A process that needs one of them gets the real module on its first use; one that had it loaded
 before keeps it."""
