@@ -85,7 +85,8 @@ def test_every_dataclass_has_a_docstring():
     """dataclasses makes a docstring from the signature for a class without one, and loads inspect
     (1 MB of the daemon's memory) to do it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    missing = [f for pkg in ("hermes_cron", "watchdog") for f in _dataclasses_without_docstring(os.path.join(root, pkg))]
+    missing = [found for pkg in ("hermes_cron", "watchdog")
+               for found in _dataclasses_without_docstring(os.path.join(root, pkg))]
     assert missing == [], "give these a docstring: " + ", ".join(missing)
 
 

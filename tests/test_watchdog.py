@@ -134,8 +134,11 @@ def test_a_daemon_that_crashes_at_once_gets_backoff_then_giving_up(cli, home, do
     giving_up = dog.wait("watchdog.giving_up", timeout=30)[0]
     assert giving_up["restarts"] == 3
     assert dog.events("watchdog.backoff"), "waits between restarts"
-    state = json.load(open(os.path.join(home.cron, ".watchdog.json")))
-    assert state["restarts_in_window"] == 3 and state["restarts"]["giving_up"]
+    # The state is saved at the end of the check that logged the event (written atomically):
+    # read it once it says so, not the moment the event is seen (a loaded machine failed that).
+    state = wait_for(lambda: (s := json.load(open(os.path.join(home.cron, ".watchdog.json"))))["restarts"]["giving_up"]
+                     and s, timeout=10, what="the watchdog's saved state to say it gave up")
+    assert state["restarts_in_window"] == 3
     time.sleep(1.5)
     assert len(dog.events("watchdog.restart")) == 3, "no storm after giving up"
 
