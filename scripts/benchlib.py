@@ -80,23 +80,25 @@ STAMP_ENV = "HERMES_CRON_BENCH_STAMP"  # bare (the default) or libc: which stamp
 
 
 def stamp_kind() -> str:
+    """The stamp the benches use: as $HERMES_CRON_BENCH_STAMP says, but `libc` on a machine the
+    bare stamp isn't written for (so a report's caption says the stamp its figures had)."""
     kind = os.environ.get(STAMP_ENV, "bare")
     if kind not in STAMP_KINDS:
         raise SystemExit(f"{STAMP_ENV}={kind!r}: one of {', '.join(STAMP_KINDS)}")
-    return kind
+    return "libc" if kind == "bare" and os.uname().machine != "x86_64" else kind
 
 
-def stamp_program(workdir: str, kind: str | None = None) -> list[str]:
+def stamp_program(workdir: str) -> list[str]:
     """A command that appends the instant it started (CLOCK_REALTIME) to a file: at its first
-    instruction (`bare`, the default: see STAMP_BARE_C), or at main() (`libc`), as $HERMES_CRON_BENCH_STAMP
-    or `kind` says.
+    instruction (`bare`, the default: see STAMP_BARE_C), or at main() (`libc`), as stamp_kind()
+    says.
 
     Compiled from C when a compiler is at hand, so the measure is the job's own start, not an
     interpreter's start-up. Falls back to `python3 -S` (adds its start-up, ~10 ms)."""
-    kind = kind or stamp_kind()
+    kind = stamp_kind()
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
-        if kind == "bare" and os.uname().machine == "x86_64":
+        if kind == "bare":
             exe = os.path.join(workdir, "stamp-bare")
             src = exe + ".c"
             with open(src, "w") as f:
@@ -105,8 +107,6 @@ def stamp_program(workdir: str, kind: str | None = None) -> list[str]:
             if subprocess.run([cc, *flags, "-o", exe, src], capture_output=True).returncode == 0:
                 return [exe]
             print("note: the bare stamp did not compile; stamping at main() instead", file=sys.stderr)
-        elif kind == "bare":
-            print("note: the bare stamp is for x86-64; stamping at main() instead", file=sys.stderr)
         exe = os.path.join(workdir, "stamp-libc")
         src = exe + ".c"
         with open(src, "w") as f:
