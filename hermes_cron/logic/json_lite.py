@@ -1,0 +1,130 @@
+"""`json.loads` for commands that must start fast: the JSON our own files hold, read without
+importing `json`, which brings `re` and `enum` with it (about a quarter of `status`'s start:
+README, "Performance").
+
+It reads the plain JSON the daemon writes (ASCII, as `json.dumps` writes by default; strings
+without escapes; numbers, true, false, null; objects and arrays nested at most 32 deep). On
+anything else (an escape, a byte that isn't ASCII, NaN, a fault of any kind) it hands the same
+input to `json.loads` itself. So what it returns, or raises, is always what `json.loads` would:
+it is only faster where it can be.
+"""
+
+from __future__ import annotations
+
+_SPACE = " \t\n\r"
+_NUMBER = frozenset("0123456789+-.eE")
+_MAX_DEPTH = 32
+_MAX_NUMBER = 40  # characters: a longer number goes to json (whose limits on big ints then apply)
+
+
+class _Unsure(Exception):
+    """Not what this reader takes: json.loads decides."""
+
+
+def loads(raw: bytes | bytearray | str) -> object:
+    """The value `json.loads(raw)` would return, or its exception."""
+    try:
+        if isinstance(raw, (bytes, bytearray)):
+            text = raw.decode("ascii")
+        elif isinstance(raw, str) and raw.isascii():
+            text = raw
+        else:
+            raise _Unsure
+        value, end = _value(text, _skip(text, 0), 0)
+        if _skip(text, end) != len(text):
+            raise _Unsure
+        return value
+    except (_Unsure, IndexError, UnicodeDecodeError):
+        import json
+
+        return json.loads(raw)
+
+
+def _skip(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in _SPACE:
+        i += 1
+    return i
+
+
+def _value(s: str, i: int, depth: int) -> tuple[object, int]:
+    c = s[i]
+    if c == '"':
+        return _string(s, i)
+    if c == "{":
+        return _object(s, i, depth + 1)
+    if c == "[":
+        return _array(s, i, depth + 1)
+    if c in "-0123456789":
+        return _number(s, i)
+    for word, value in (("null", None), ("true", True), ("false", False)):
+        if s.startswith(word, i):
+            return value, i + len(word)
+    raise _Unsure
+
+
+def _string(s: str, i: int) -> tuple[str, int]:
+    end = s.find('"', i + 1)
+    text = s[i + 1:end]
+    # an escape (the quote found may be escaped), or a control character json refuses
+    if end < 0 or "\\" in text or not text.isprintable():
+        raise _Unsure
+    return text, end + 1
+
+
+def _number(s: str, i: int) -> tuple[int | float, int]:
+    """JSON's number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, as json reads it (an int
+    without a fraction or an exponent, else float of the text)."""
+    end, n = i, len(s)
+    while end < n and s[end] in _NUMBER:
+        end += 1
+    token = s[i:end]
+    mantissa, e, exponent = token.replace("E", "e").partition("e")
+    whole, dot, fraction = mantissa.removeprefix("-").partition(".")
+    exponent = exponent[1:] if exponent[:1] in ("+", "-") else exponent
+    # (the text is ASCII, so isdigit() is [0-9]+, and false for "")
+    if len(token) > _MAX_NUMBER or not whole.isdigit() or (whole[0] == "0" and whole != "0") \
+            or (dot and not fraction.isdigit()) or (e and not exponent.isdigit()):
+        raise _Unsure
+    return (float(token) if dot or e else int(token)), end
+
+
+def _object(s: str, i: int, depth: int) -> tuple[dict, int]:
+    if depth > _MAX_DEPTH:
+        raise _Unsure
+    found: dict = {}
+    i = _skip(s, i + 1)
+    if s[i] == "}":
+        return found, i + 1
+    while True:
+        if s[i] != '"':
+            raise _Unsure
+        key, i = _string(s, i)
+        i = _skip(s, i)
+        if s[i] != ":":
+            raise _Unsure
+        found[key], i = _value(s, _skip(s, i + 1), depth)
+        i = _skip(s, i)
+        if s[i] == "}":
+            return found, i + 1
+        if s[i] != ",":
+            raise _Unsure
+        i = _skip(s, i + 1)
+
+
+def _array(s: str, i: int, depth: int) -> tuple[list, int]:
+    if depth > _MAX_DEPTH:
+        raise _Unsure
+    found: list = []
+    i = _skip(s, i + 1)
+    if s[i] == "]":
+        return found, i + 1
+    while True:
+        value, i = _value(s, i, depth)
+        found.append(value)
+        i = _skip(s, i)
+        if s[i] == "]":
+            return found, i + 1
+        if s[i] != ",":
+            raise _Unsure
+        i = _skip(s, i + 1)
