@@ -5,8 +5,6 @@ watchdog, which need no other configuration: the heartbeat says how often it is 
 
 from __future__ import annotations
 
-import json
-import re
 from collections import namedtuple
 
 from hermes_cron.contract.files import atomic_write, read_small
@@ -18,7 +16,8 @@ DEFAULT_INTERVAL = 300.0  # assumed when a heartbeat doesn't say (60 s ticks x 5
 
 
 # The records here are named tuples, not dataclasses: `status` reads them, and importing
-# dataclasses (with inspect) costs it 8 ms.
+# dataclasses (with inspect) costs it 8 ms. For the same reason the heartbeat is read by
+# json_lite, and json and re are imported where they are used (writing; a foreign heartbeat).
 
 class TickError(namedtuple("TickError", "time kind message")):
     """The last tick's failure: when (float), its kind and message (str)."""
@@ -41,7 +40,7 @@ class ForeignHeartbeat(namedtuple("ForeignHeartbeat", "time pid")):
     __slots__ = ()
 
 
-_FOREIGN = re.compile(r"\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)(?:\s+([0-9]{1,10}))?\s*")
+_FOREIGN = r"\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)(?:\s+([0-9]{1,10}))?\s*"
 
 
 _FIELDS = (
@@ -84,6 +83,8 @@ class Heartbeat(namedtuple("Heartbeat", _FIELDS, defaults=(None, 0, 0, None))):
         return self.consecutive_failures > 0 and self.time - last_ok >= threshold
 
     def to_json(self) -> bytes:
+        import json
+
         d = self._asdict()
         for name in ("last_error", "lock_wait"):
             if d[name] is not None:
@@ -133,8 +134,12 @@ def _str_or_none(value: object) -> str | None:
 
 def foreign(raw: bytes | None) -> ForeignHeartbeat | None:
     """The heartbeat another ticker wrote in the file, if that is what it holds."""
+    if not raw:
+        return None
+    import re
+
     try:
-        m = _FOREIGN.fullmatch((raw or b"").decode("ascii"))
+        m = re.fullmatch(_FOREIGN, raw.decode("ascii"))
     except UnicodeDecodeError:
         return None
     if m is None:

@@ -4,7 +4,6 @@ PIDFile= read), then one JSON line with pid, pid_start, boot_id, argv, home, sta
 
 from __future__ import annotations
 
-import json
 import os
 from collections import namedtuple
 TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
@@ -14,6 +13,8 @@ if TYPE_CHECKING:
 from hermes_cron.contract.files import atomic_write, read_small
 from hermes_cron.contract.command import daemon_command
 from hermes_cron.contract.procinfo import ProcId, boot_id, cmdline
+from hermes_cron.logic.jsondata import json_object
+
 
 class PidInfo(namedtuple("PidInfo", "pid pid_start boot_id argv home started_at")):
     """The pidfile: pid (int), pid_start (clock ticks, or None), boot_id, argv (list of str),
@@ -28,6 +29,8 @@ class PidInfo(namedtuple("PidInfo", "pid pid_start boot_id argv home started_at"
 
 
 def write_pidfile(path: str, me: ProcId, argv: list[str], home: str, started_at: float) -> None:
+    import json  # (here: `status` reads pidfiles, and json costs its start; json_lite reads them)
+
     details = {"pid": me.pid, "pid_start": me.start, "boot_id": boot_id(), "argv": argv,
                "home": home, "started_at": started_at}
     atomic_write(path, f"{me.pid}\n{json.dumps(details)}\n".encode())
@@ -43,17 +46,12 @@ def read_pidfile(path: str, owner: int | None = None) -> PidInfo | None:
     if not lines or not lines[0].strip().isdigit():
         return None
     pid = int(lines[0].strip())
-    details: dict[str, Any] = {}
-    if len(lines) > 1:
-        try:
-            details = json.loads(lines[1])
-        except ValueError:
-            details = {}
+    details: dict[str, Any] = (json_object(lines[1]) if len(lines) > 1 else None) or {}
     argv = details.get("argv")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         argv = []
     start = details.get("pid_start")
-    return PidInfo(pid, start if isinstance(start, int) else None, details.get("boot_id"), argv,
+    return PidInfo(pid, start if isinstance(start, int) and not isinstance(start, bool) else None, details.get("boot_id"), argv,
                    details.get("home"), details.get("started_at"))
 
 

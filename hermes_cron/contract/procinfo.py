@@ -4,7 +4,6 @@ so a pid that the kernel reused for another program is never mistaken for ours."
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import namedtuple
 
@@ -59,6 +58,8 @@ class ProcId(namedtuple("ProcId", "pid start")):
     def terminate(self, timeout: float) -> tuple[bool, bool]:
         """SIGTERM (and SIGCONT, in case it is stopped), wait up to `timeout`, then SIGKILL.
         Returns (gone, had to kill)."""
+        import signal  # (here: `status` reads processes, and signal's enums cost its start)
+
         self.signal(signal.SIGTERM)
         self.signal(signal.SIGCONT)
         if self.wait_gone(timeout):

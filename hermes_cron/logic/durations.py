@@ -7,7 +7,6 @@ outside it is refused where it is given, and a job that holds one is invalid.
 from __future__ import annotations
 
 import math
-import re
 
 from hermes_cron.errors import InvalidInput
 
@@ -25,20 +24,22 @@ JITTER = (0.0, MAX_DURATION)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NUMBER = r"[0-9]{1,30}(?:\.[0-9]{1,9})?"  # ASCII digits only: int() would take '٣' and '５'
-_PART = re.compile(rf"({_NUMBER})([smhdw])")
-_WHOLE = re.compile(rf"(?:{_NUMBER}[smhdw])+")
+_PART = rf"({_NUMBER})([smhdw])"
+_WHOLE = rf"(?:{_NUMBER}[smhdw])+"
 
 
 def parse_duration(text: str, what: str = "duration", bounds: tuple[float, float] | None = None) -> float:
     """The number of seconds in `text`; InvalidInput naming `what` if it is malformed or, with
     `bounds`, outside them."""
+    import re  # (here: `status` formats durations, never parses one, and re costs its start ~5 ms)
+
     raw = text.strip().lower()
     if len(raw) > MAX_TEXT:
         raise InvalidInput(f"{what}: {text[:20]!r}... is too long to be a duration")
     if re.fullmatch(_NUMBER, raw):
         seconds = float(raw)
-    elif raw and _WHOLE.fullmatch(raw):
-        seconds = float(sum(float(n) * _UNITS[u] for n, u in _PART.findall(raw)))
+    elif raw and re.fullmatch(_WHOLE, raw):
+        seconds = float(sum(float(n) * _UNITS[u] for n, u in re.findall(_PART, raw)))
     else:
         raise InvalidInput(
             f"{what}: {text!r} is not a duration (use e.g. 30s, 5m, 2h, 1d, 1h30m or plain seconds)"

@@ -4,13 +4,13 @@ loads no schedule or job code and starts fast."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 
 from hermes_cron.contract.files import check_private_file
 from hermes_cron.contract.paths import Home
 from hermes_cron.errors import StoreError
+from hermes_cron.logic.json_lite import loads
 from hermes_cron.logic.zones_lite import utc_iso as iso
 from hermes_cron.store.facts import StatusFacts
 
@@ -31,7 +31,7 @@ def _read(conn: sqlite3.Connection, now: float) -> StatusFacts:
     f = StatusFacts()
     r = conn.execute("SELECT SUM(enabled = 1 AND done = 0), SUM(enabled = 0), SUM(done = 1) FROM sched").fetchone()
     meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('invalid_jobs', 'defs_sig')"))
-    f.invalid = json.loads(meta.get("invalid_jobs") or "{}")
+    f.invalid = loads(meta.get("invalid_jobs") or "{}")
     f.reconciled_sig = meta.get("defs_sig")
     f.jobs = {"enabled": r[0] or 0, "paused": r[1] or 0, "completed": r[2] or 0, "invalid": len(f.invalid)}
     f.in_flight = [
