@@ -3,12 +3,14 @@ without loading click; anything but a plain status command line goes to click.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import cli_env
+from conftest import cli_env, wait_for
+from hermes_cron import __version__
 from hermes_cron.cli.quick import parse
 
 
@@ -50,3 +52,29 @@ def test_errors_are_one_line_with_their_exit_code(cli, tmp_path):
     not_a_folder.write_text("")
     r = cli("--home", str(not_a_folder), "status")
     assert r.returncode == 8 and r.stderr == f"hermes-cron: {not_a_folder} is not a folder\n"
+
+
+# What `status` never imports, as installed (each costs its start): re and the enum it loads (the
+# wrapper pip generates for an entry point imports re, so the command is a script of its own:
+# hermes_cron/cli/hermes-cron), json (json_lite reads the daemon's heartbeat and pidfile), signal
+# and its enums, click, and the schedule and time-zone code.
+STATUS_NEVER = ("re", "enum", "json", "signal", "click", "hermes_cron.logic.schedule", "zoneinfo")
+
+
+@pytest.mark.slow
+def test_the_installed_command_reads_a_running_daemon_without_re_json_or_click(world_venv, cli, home):
+    cli("add", "x", "-s", "every 1h", "--", "true", check=True)
+    cli("start", "--tick-interval", "1", check=True)
+    try:
+        wait_for(lambda: os.path.exists(home.heartbeat), timeout=30, what="the daemon's first heartbeat")
+        script = os.path.join(world_venv, "hermes-cron")
+        assert subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60).stdout.strip() \
+            .endswith(__version__)  # (its first line names the venv's interpreter)
+        r = subprocess.run([os.path.join(world_venv, "python"), "-X", "importtime", script, "status"],
+                           env=cli_env(home), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "running, pid" in r.stdout and "last good tick:" in r.stdout, r.stdout + r.stderr
+        loaded = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+        assert {"sqlite3", "hermes_cron.store.sqlite_status", "hermes_cron.logic.json_lite"} <= loaded  # (seen)
+        assert sorted(loaded & set(STATUS_NEVER)) == []
+    finally:
+        cli("stop")
