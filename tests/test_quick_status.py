@@ -3,6 +3,7 @@ without loading click; anything but a plain status command line goes to click.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,20 @@ def test_the_installed_command_reads_a_running_daemon_without_re_json_or_click(w
         assert sorted(loaded & set(STATUS_NEVER)) == []
     finally:
         cli("stop")
+
+
+def test_where_hermes_lives_status_loads_neither_inspect_nor_typing(cli, home):
+    """The Hermes section reads Hermes's jobs into our dataclasses: their docstrings keep
+    dataclasses from needing inspect, which status defers as the daemon does (contract/lazy.py)."""
+    cli("add", "x", "-s", "every 1h", "--", "true", check=True)
+    job = {"id": "abc123def456", "name": "nightly", "enabled": True, "script": "n.sh",
+           "schedule": {"kind": "cron", "expr": "0 3 * * *", "display": "0 3 * * *"}}
+    fd = os.open(home.legacy_jobs, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, json.dumps({"jobs": [job]}).encode())
+    os.close(fd)
+    r = _run(home, "import sys, atexit\n"
+                   "atexit.register(lambda: print('loaded:', *[n for n in ('inspect', 'typing', 'click')\n"
+                   "    if type(sys.modules.get(n)).__name__ == 'module'], file=sys.stderr))\n"
+                   "from hermes_cron.cli import main; main(['status'])")
+    assert r.returncode == 3 and "1 Hermes job(s) fired by Hermes's own ticker" in r.stdout, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "loaded:", r.stderr

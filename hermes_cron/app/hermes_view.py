@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from hermes_cron.contract.hermes_plugin import PLUGIN_VERSION
 from hermes_cron.contract.paths import Home

@@ -136,6 +136,9 @@ def guarded(command) -> None:
 def _status(opts: dict) -> int:
     import time
 
+    from hermes_cron.contract.lazy import UNUSED, defer
+
+    defer(*UNUSED)  # (as the daemon does: where Hermes lives, its jobs' dataclasses would load inspect)
     from hermes_cron.app.control import status_report
     from hermes_cron.cli.context import Context
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import Any
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 UNUSED = ("asyncio", "uuid", "inspect", "tokenize")
 

@@ -16,7 +16,9 @@ Each setting comes from the job, else from the defaults for all jobs (`hermes-cr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from hermes_cron.errors import InvalidInput
 

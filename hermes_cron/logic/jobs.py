@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+TYPE_CHECKING = False  # (see hermes_cron/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from hermes_cron.logic.alerts import KEYS as ALERT_KEYS, check_alerts
 from hermes_cron.logic.durations import JITTER, KILL_GRACE, MISFIRE_GRACE, TIMEOUT, check_duration
