@@ -136,13 +136,15 @@ def guarded(command) -> None:
 def _status(opts: dict) -> int:
     import time
 
-    from hermes_cron.contract.lazy import UNUSED, defer
-
-    defer(*UNUSED)  # (as the daemon does: where Hermes lives, its jobs' dataclasses would load inspect)
     from hermes_cron.app.control import status_report
     from hermes_cron.cli.context import Context
 
-    report, code = status_report(Context(opts["--home"], {}, opts["--store"]).home)
+    home = Context(opts["--home"], {}, opts["--store"]).home
+    if home.hermes_here:  # status reads Hermes's jobs into dataclasses, which would load inspect
+        from hermes_cron.contract.lazy import UNUSED, defer
+
+        defer(*UNUSED)  # (as the daemon does)
+    report, code = status_report(home)
     if opts["json"]:
         import json
 

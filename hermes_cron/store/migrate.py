@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 from hermes_cron.contract.files import open_dir, read_private
-from hermes_cron.contract.locks import FileLock
 from hermes_cron.contract.paths import JOBS_FILE, LEGACY_JOBS_FILE, Home
 from hermes_cron.errors import HermesCronError, file_system_error
 from hermes_cron.logic.jsondata import json_object
@@ -40,6 +39,8 @@ def migrate(home: Home, timeout: float = MIGRATE_LOCK_TIMEOUT) -> bool:
     """Move a 0.1 store to our own name; True if this call moved it."""
     if not legacy_store_waiting(home):
         return False
+    from hermes_cron.contract.locks import FileLock  # (here: every command checks, hardly any moves)
+
     with FileLock(home.jobs_lock, "the job store lock").acquire(timeout):
         if not legacy_store_waiting(home):
             return False  # another process moved it (or made a new store) first
