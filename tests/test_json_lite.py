@@ -161,3 +161,57 @@ def test_reading_the_daemons_files_imports_neither_json_nor_re():
             "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules and m not in before))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def _real_dumps(value):
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _odd_value(rng: random.Random):
+    """What json.dumps writes its own way, or refuses: dumps must hand each over."""
+    return rng.choice([{1: "int key"}, {None: 1, True: 2, 2.5: 3}, ("a", "tuple"), {"set": {1}}, b"bytes",
+                       "quote\"d", "back\\slash", "new\nline", "\x7f", "\u2028", "\ud800", "caf\u00e9 \U0001f600",
+                       float("nan"), float("inf"), -float("inf"), True, 10 ** 30, -0.0, 1e-7, object(),
+                       _deep(40), _deep(31), _deep(32), _deep(33), [], {}, [[]], {"": {}}])
+
+
+def _deep(n: int):
+    value: object = "bottom"
+    for i in range(n):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+class _Str(str):
+    pass
+
+
+def test_dumps_writes_as_json_dumps_does(fallbacks):
+    rng = random.Random(5)
+    written = 0
+    for _ in range(3000):
+        value = _random_value(rng)
+        if rng.random() < 0.3:
+            value = {"odd": _odd_value(rng), "value": value}
+        before = len(fallbacks)
+        assert outcome(json_lite.dumps, value) == outcome(_real_dumps, value), value
+        written += len(fallbacks) == before
+    assert written > 1000  # (and the rest went to json.dumps)
+
+
+def test_dumps_hands_json_what_it_cant_write():
+    circular: list = []
+    circular.append(circular)
+    for value in (circular, {"k": _Str("sub")}, _Str("sub"), {"a": 1j}, float("nan")):
+        assert outcome(json_lite.dumps, value) == outcome(_real_dumps, value)
+
+
+def test_status_json_is_written_without_json():
+    code = ("import sys\n"
+            "before = set(sys.modules)\n"
+            "from hermes_cron.logic.json_lite import dumps\n"
+            "print(dumps({'running': True, 'pid': 12, 'home': '/h \u00e9', 'jobs': {'enabled': 1}, 'next': [],"
+            " 'in_flight': [{'age_s': 1.5, 'state': 'running'}], 'hermes': None}))\n"
+            "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules and m not in before))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.splitlines()[-1] == "[]"

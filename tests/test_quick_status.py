@@ -71,12 +71,18 @@ def test_the_installed_command_reads_a_running_daemon_without_re_json_or_click(w
         script = os.path.join(world_venv, "hermes-cron")
         assert subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60).stdout.strip() \
             .endswith(__version__)  # (its first line names the venv's interpreter)
-        r = subprocess.run([os.path.join(world_venv, "python"), "-X", "importtime", script, "status"],
-                           env=cli_env(home), capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0 and "running, pid" in r.stdout and "last good tick:" in r.stdout, r.stdout + r.stderr
-        loaded = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
-        assert {"sqlite3", "hermes_cron.store.sqlite_status", "hermes_cron.logic.json_lite"} <= loaded  # (seen)
-        assert sorted(loaded & set(STATUS_NEVER)) == []
+        for args in (["status"], ["status", "--json"]):
+            r = subprocess.run([os.path.join(world_venv, "python"), "-X", "importtime", script, *args],
+                               env=cli_env(home), capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            if args[-1] == "--json":
+                report = json.loads(r.stdout)
+                assert report["healthy"] is True and report["ticks"] >= 1 and report["jobs"]["enabled"] == 1
+            else:
+                assert "running, pid" in r.stdout and "last good tick:" in r.stdout, r.stdout
+            loaded = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+            assert {"sqlite3", "hermes_cron.store.sqlite_status", "hermes_cron.logic.json_lite"} <= loaded  # (seen)
+            assert sorted(loaded & set(STATUS_NEVER)) == [], args
     finally:
         cli("stop")
 

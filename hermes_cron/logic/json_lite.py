@@ -1,12 +1,13 @@
-"""`json.loads` for commands that must start fast: the JSON our own files hold, read without
-importing `json`, which brings `re` and `enum` with it (about a quarter of `status`'s start:
-README, "Performance").
+"""`json.loads`, and `json.dumps` as the commands print JSON, for commands that must start fast:
+without importing `json`, which brings `re` and `enum` with it (about a quarter of `status`'s
+start: README, "Performance").
 
-It reads the plain JSON the daemon writes (ASCII, as `json.dumps` writes by default; strings
-without escapes; numbers, true, false, null; objects and arrays nested at most 32 deep). On
-anything else (an escape, a byte that isn't ASCII, NaN, a fault of any kind) it hands the same
-input to `json.loads` itself. So what it returns, or raises, is always what `json.loads` would:
-it is only faster where it can be.
+`loads` reads the plain JSON the daemon writes (ASCII, as `json.dumps` writes by default; strings
+without escapes; numbers, true, false, null; objects and arrays nested at most 32 deep). `dumps`
+writes what `status --json` prints (dicts with text keys, lists, strings that need no escape,
+finite numbers, true, false, null). On anything else (an escape, a byte that isn't ASCII, NaN, a
+fault of any kind) each hands the same input to `json` itself. So what they return, or raise, is
+always what `json` would: they are only faster where they can be.
 """
 
 from __future__ import annotations
@@ -128,3 +129,56 @@ def _array(s: str, i: int, depth: int) -> tuple[list, int]:
         if s[i] != ",":
             raise _Unsure
         i = _skip(s, i + 1)
+
+
+def dumps(value: object) -> str:
+    """`json.dumps(value, indent=2, ensure_ascii=False)`, or its exception."""
+    try:
+        out: list[str] = []
+        _write(value, out, "\n", 0)
+        return "".join(out)
+    except _Unsure:
+        import json
+
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _write(v: object, out: list[str], newline: str, depth: int) -> None:
+    kind = type(v)
+    if v is None or kind is bool:
+        out.append("null" if v is None else "true" if v else "false")
+    elif kind is int:
+        out.append(int.__repr__(v))
+    elif kind is float:
+        if v - v:  # (NaN and the infinities: json writes them its own way)
+            raise _Unsure
+        out.append(float.__repr__(v))
+    elif kind is str:
+        out.append(_quoted(v))
+    elif depth >= _MAX_DEPTH:  # (json names a circular reference)
+        raise _Unsure
+    elif kind is dict or kind is list or kind is tuple:
+        opening, closing = ("{", "}") if kind is dict else ("[", "]")
+        if not v:
+            out.append(opening + closing)
+            return
+        inner = newline + "  "
+        out.append(opening)
+        for n, item in enumerate(v.items() if kind is dict else v):
+            out.append(inner if n == 0 else "," + inner)
+            if kind is dict:
+                key, item = item
+                if type(key) is not str:
+                    raise _Unsure
+                out.append(_quoted(key) + ": ")
+            _write(item, out, inner, depth + 1)
+        out.append(newline + closing)
+    else:
+        raise _Unsure
+
+
+def _quoted(text: str) -> str:
+    # json escapes '"', '\\' and the control characters; anything else is written as it is
+    if '"' in text or "\\" in text or not text.isprintable():
+        raise _Unsure
+    return '"' + text + '"'
