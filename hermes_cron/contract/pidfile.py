@@ -51,8 +51,9 @@ def read_pidfile(path: str, owner: int | None = None) -> PidInfo | None:
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         argv = []
     start = details.get("pid_start")
-    return PidInfo(pid, start if isinstance(start, int) and not isinstance(start, bool) else None, details.get("boot_id"), argv,
-                   details.get("home"), details.get("started_at"))
+    if not isinstance(start, int) or isinstance(start, bool):
+        start = None
+    return PidInfo(pid, start, details.get("boot_id"), argv, details.get("home"), details.get("started_at"))
 
 
 def remove_pidfile(path: str, me: ProcId) -> None:

@@ -19,7 +19,7 @@ _MAX_NUMBER = 40  # characters: a longer number goes to json (whose limits on bi
 
 
 class _Unsure(Exception):
-    """Not what this reader takes: json.loads decides."""
+    """Not what this module takes: json decides."""
 
 
 def loads(raw: bytes | bytearray | str) -> object:
