@@ -1,7 +1,7 @@
-"""logic/json_lite.py: whatever the input, the same value or the same exception as json.loads;
-the JSON the daemon writes read without json. Checked against json.loads itself on the files the
-daemon writes, on cases at the edges of JSON's grammar, and on thousands of random documents and
-their mutations."""
+"""logic/json_lite.py: whatever the input, the same value or the same exception as json.loads
+(`read`) and json.dumps (`write`); the JSON the daemon writes read without json. Checked against
+json itself on the files the daemon writes, on cases at the edges of JSON's grammar, and on
+thousands of random documents and their mutations."""
 
 from __future__ import annotations
 
@@ -81,18 +81,18 @@ EDGES = [
 
 @pytest.mark.parametrize("raw", OURS, ids=range(len(OURS)))
 def test_the_daemons_json_is_read_without_json(raw, fallbacks):
-    assert outcome(json_lite.loads, raw) == outcome(_real_loads, raw)
+    assert outcome(json_lite.read, raw) == outcome(_real_loads, raw)
     assert fallbacks == []
 
 
 @pytest.mark.parametrize("raw", EDGES, ids=range(len(EDGES)))
 def test_edges_come_out_as_json_says(raw):
-    assert outcome(json_lite.loads, raw) == outcome(json.loads, raw)
+    assert outcome(json_lite.read, raw) == outcome(json.loads, raw)
 
 
 def test_not_bytes_nor_text_is_jsons_error():
     for raw in (None, 5, ["{}"]):
-        assert outcome(json_lite.loads, raw) == outcome(json.loads, raw)
+        assert outcome(json_lite.read, raw) == outcome(json.loads, raw)
 
 
 def _random_value(rng: random.Random, depth: int = 0):
@@ -146,21 +146,29 @@ def test_random_documents_and_their_mutations_come_out_as_json_says(fallbacks):
         data = text.encode("utf-8", "surrogatepass")  # (json.loads decodes bytes so)
         for raw in (data, text, _mutate(rng, data), _mutate(rng, data)):
             before = len(fallbacks)
-            assert outcome(json_lite.loads, raw) == outcome(_real_loads, raw), raw
+            assert outcome(json_lite.read, raw) == outcome(_real_loads, raw), raw
             taken += len(fallbacks) == before
     # the reader did the work itself for a good part of them (the rest went to json.loads)
     assert taken > 3000
 
 
-def test_reading_the_daemons_files_imports_neither_json_nor_re():
+def test_where_json_isnt_loaded_the_daemons_files_are_read_without_it():
     # (an editable install's import hook loads re at start: then only json is checked)
     code = ("import sys\n"
             "before = set(sys.modules)\n"
             "from hermes_cron.logic.json_lite import loads\n"
-            f"for raw in {OURS[:2]!r}: loads(raw)\n"
+            f"print(repr([loads(raw) for raw in {OURS[:2]!r}]))\n"
             "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules and m not in before))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "[]"
+    values, loaded = out.stdout.splitlines()
+    assert loaded == "[]" and values == repr([json.loads(raw) for raw in OURS[:2]])
+
+
+def test_where_json_is_loaded_its_own_does_the_work(fallbacks):
+    """(json's C scanner is faster: the daemon reads every run's result file this way)"""
+    assert json_lite.loads(OURS[1]) == _real_loads(OURS[1]) and fallbacks == [OURS[1]]
+    value = {"a": [1, 2.5, None], "b": "caf\u00e9"}
+    assert json_lite.dumps(value) == _real_dumps(value)
 
 
 def _real_dumps(value):
@@ -194,7 +202,7 @@ def test_dumps_writes_as_json_dumps_does(fallbacks):
         if rng.random() < 0.3:
             value = {"odd": _odd_value(rng), "value": value}
         before = len(fallbacks)
-        assert outcome(json_lite.dumps, value) == outcome(_real_dumps, value), value
+        assert outcome(json_lite.write, value) == outcome(_real_dumps, value), value
         written += len(fallbacks) == before
     assert written > 1000  # (and the rest went to json.dumps)
 
@@ -203,15 +211,17 @@ def test_dumps_hands_json_what_it_cant_write():
     circular: list = []
     circular.append(circular)
     for value in (circular, {"k": _Str("sub")}, _Str("sub"), {"a": 1j}, float("nan")):
-        assert outcome(json_lite.dumps, value) == outcome(_real_dumps, value)
+        assert outcome(json_lite.write, value) == outcome(_real_dumps, value)
 
 
-def test_status_json_is_written_without_json():
+def test_where_json_isnt_loaded_status_json_is_written_without_it():
+    value = {"running": True, "pid": 12, "home": "/h \u00e9", "jobs": {"enabled": 1}, "next": [],
+             "in_flight": [{"age_s": 1.5, "state": "running"}], "hermes": None}
     code = ("import sys\n"
             "before = set(sys.modules)\n"
             "from hermes_cron.logic.json_lite import dumps\n"
-            "print(dumps({'running': True, 'pid': 12, 'home': '/h \u00e9', 'jobs': {'enabled': 1}, 'next': [],"
-            " 'in_flight': [{'age_s': 1.5, 'state': 'running'}], 'hermes': None}))\n"
+            f"print(dumps({value!r}))\n"
             "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules and m not in before))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.splitlines()[-1] == "[]"
+    *text, loaded = out.stdout.splitlines()
+    assert loaded == "[]" and "\n".join(text) == _real_dumps(value)
