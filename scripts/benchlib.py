@@ -292,10 +292,14 @@ class Daemon:
 
 
 def kill_runs(home: str) -> None:
+    """Kill the process group of every run's job. A run's job.pid is made empty before its slot
+    (engine/jobrun.py) and written once the job runs: an empty one has nothing to kill yet."""
     for dirpath, _, files in os.walk(os.path.join(home, "cron", "runs")):
         if "job.pid" in files:
             try:
-                os.killpg(int(open(os.path.join(dirpath, "job.pid")).read().split()[0]), signal.SIGKILL)
+                fields = open(os.path.join(dirpath, "job.pid")).read().split()
+                if fields:
+                    os.killpg(int(fields[0]), signal.SIGKILL)
             except (OSError, ValueError):
                 pass
 
