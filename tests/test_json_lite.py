@@ -152,15 +152,21 @@ def test_random_documents_and_their_mutations_come_out_as_json_says(fallbacks):
     assert taken > 3000
 
 
-def test_where_json_isnt_loaded_the_daemons_files_are_read_without_it():
-    # (an editable install's import hook loads re at start: then only json is checked)
+def _in_a_fresh_process(statement: str) -> tuple[str, str]:
+    """What `statement` prints in a new interpreter, and which of json, re and enum it loaded.
+    (An editable install's import hook loads re at start: then only json is checked.)"""
     code = ("import sys\n"
             "before = set(sys.modules)\n"
-            "from hermes_cron.logic.json_lite import loads\n"
-            f"print(repr([loads(raw) for raw in {OURS[:2]!r}]))\n"
+            "from hermes_cron.logic.json_lite import dumps, loads\n"
+            f"{statement}\n"
             "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules and m not in before))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    values, loaded = out.stdout.splitlines()
+    printed, loaded = out.stdout.rstrip("\n").rsplit("\n", 1)
+    return printed, loaded
+
+
+def test_where_json_isnt_loaded_the_daemons_files_are_read_without_it():
+    values, loaded = _in_a_fresh_process(f"print(repr([loads(raw) for raw in {OURS[:2]!r}]))")
     assert loaded == "[]" and values == repr([json.loads(raw) for raw in OURS[:2]])
 
 
@@ -217,11 +223,5 @@ def test_dumps_hands_json_what_it_cant_write():
 def test_where_json_isnt_loaded_status_json_is_written_without_it():
     value = {"running": True, "pid": 12, "home": "/h \u00e9", "jobs": {"enabled": 1}, "next": [],
              "in_flight": [{"age_s": 1.5, "state": "running"}], "hermes": None}
-    code = ("import sys\n"
-            "before = set(sys.modules)\n"
-            "from hermes_cron.logic.json_lite import dumps\n"
-            f"print(dumps({value!r}))\n"
-            "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules and m not in before))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
-    *text, loaded = out.stdout.splitlines()
-    assert loaded == "[]" and "\n".join(text) == _real_dumps(value)
+    text, loaded = _in_a_fresh_process(f"print(dumps({value!r}))")
+    assert loaded == "[]" and text == _real_dumps(value)
