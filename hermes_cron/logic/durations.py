@@ -26,20 +26,31 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NUMBER = r"[0-9]{1,30}(?:\.[0-9]{1,9})?"  # ASCII digits only: int() would take '٣' and '５'
 _PART = rf"({_NUMBER})([smhdw])"
 _WHOLE = rf"(?:{_NUMBER}[smhdw])+"
+_compiled: tuple | None = None  # (number, whole, part), compiled by the first parse
+
+
+def _patterns() -> tuple:
+    """The grammar's patterns, compiled once, on the first parse rather than at import: `status`
+    formats durations, never parses one, and re costs its start ~5 ms."""
+    global _compiled
+    if _compiled is None:
+        import re
+
+        _compiled = (re.compile(_NUMBER), re.compile(_WHOLE), re.compile(_PART))
+    return _compiled
 
 
 def parse_duration(text: str, what: str = "duration", bounds: tuple[float, float] | None = None) -> float:
     """The number of seconds in `text`; InvalidInput naming `what` if it is malformed or, with
     `bounds`, outside them."""
-    import re  # (here: `status` formats durations, never parses one, and re costs its start ~5 ms)
-
+    number, whole, part = _patterns()
     raw = text.strip().lower()
     if len(raw) > MAX_TEXT:
         raise InvalidInput(f"{what}: {text[:20]!r}... is too long to be a duration")
-    if re.fullmatch(_NUMBER, raw):
+    if number.fullmatch(raw):
         seconds = float(raw)
-    elif raw and re.fullmatch(_WHOLE, raw):
-        seconds = float(sum(float(n) * _UNITS[u] for n, u in re.findall(_PART, raw)))
+    elif raw and whole.fullmatch(raw):
+        seconds = float(sum(float(n) * _UNITS[u] for n, u in part.findall(raw)))
     else:
         raise InvalidInput(
             f"{what}: {text!r} is not a duration (use e.g. 30s, 5m, 2h, 1d, 1h30m or plain seconds)"
